@@ -1,0 +1,3 @@
+"""unicloud: git push to immutable, unikernel-style VM images."""
+
+__version__ = "0.1.0"
