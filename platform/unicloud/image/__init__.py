@@ -1,0 +1,1 @@
+"""Image builder: runtime closure -> shell-less rootfs -> audit, SBOM -> content-addressed store."""
