@@ -1,0 +1,1 @@
+"""Build worker: buildpacks in sandboxed Debian stacks (see docs/buildpacks.md)."""
