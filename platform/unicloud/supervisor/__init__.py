@@ -1,0 +1,1 @@
+"""`unicloud up`: one supervisor that owns Redis and every process of the Procfile."""
