@@ -1,0 +1,3 @@
+module github.com/example/go-hello
+
+go 1.22
