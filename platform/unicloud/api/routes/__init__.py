@@ -1,0 +1,1 @@
+"""REST endpoints under /api, one module per resource."""

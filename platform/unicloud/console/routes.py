@@ -1,0 +1,155 @@
+"""Console pages. The token lives in an HttpOnly cookie; pages read the database directly
+through the same services as the API, and live views use cookie-authenticated SSE endpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from fastapi.responses import StreamingResponse
+
+from unicloud.api.deps import Unauthorized, authorize_app
+from unicloud.api.routes.runtime import build_stream_response
+from unicloud.api.serializers import build_json, instance_json, release_json
+from unicloud.api.streams import SSE_HEADERS, app_log_events, live_build_lines
+from unicloud.db.session import session_scope
+from unicloud.services import NotFound, ServiceError, apps as app_service, builds as build_service
+from unicloud.services import releases as release_service
+from unicloud.services.instances import list_instances
+from unicloud.services.tokens import user_for_token
+
+HERE = Path(__file__).parent
+COOKIE = "unicloud_token"
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+router = APIRouter(include_in_schema=False)
+
+
+class LoginRequired(Exception):
+    pass
+
+
+def _token(request: Request) -> str | None:
+    return request.cookies.get(COOKIE) or None
+
+
+def _settings(request: Request):
+    return request.app.state.settings
+
+
+def _to_login() -> RedirectResponse:
+    return RedirectResponse("/login", status_code=303)
+
+
+def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    return templates.TemplateResponse(request, "error.html", {"message": message, "status": status}, status_code=status)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request):
+    return templates.TemplateResponse(request, "login.html", {"error": None})
+
+
+@router.post("/login")
+def login(request: Request, token: str = Form("")):
+    with session_scope(_settings(request)) as session:
+        user = user_for_token(session, token.strip())
+        email = user.email if user else None
+    if email is None:
+        return templates.TemplateResponse(request, "login.html", {"error": "That API token is not valid."}, status_code=401)
+    resp = RedirectResponse("/", status_code=303)
+    resp.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict", max_age=30 * 86400,
+                    secure=request.url.scheme == "https")
+    return resp
+
+
+@router.post("/logout")
+def logout():
+    resp = _to_login()
+    resp.delete_cookie(COOKIE)
+    return resp
+
+
+@router.get("/", response_class=HTMLResponse)
+def apps_page(request: Request):
+    with session_scope(_settings(request)) as session:
+        user = user_for_token(session, _token(request))
+        if user is None:
+            return _to_login()
+        rows = [{"name": a.name, "url": _settings(request).app_url(a.name),
+                 "release": a.current_release.version if a.current_release else None,
+                 "formation": dict(a.formation or {})} for a in app_service.list_apps(session, user)]
+        return templates.TemplateResponse(request, "apps.html", {"user": user.email, "apps": rows})
+
+
+@router.get("/apps/{name}", response_class=HTMLResponse)
+def app_page(request: Request, name: str):
+    settings = _settings(request)
+    with session_scope(settings) as session:
+        user = user_for_token(session, _token(request))
+        if user is None:
+            return _to_login()
+        try:
+            app = app_service.get_app_for(session, name, user)
+        except NotFound as exc:
+            return _error_page(request, 404, exc.message)
+        ctx = {
+            "user": user.email,
+            "app": {"name": app.name, "url": settings.app_url(app.name), "formation": dict(app.formation or {})},
+            "releases": [release_json(r, app.current_release_id) for r in release_service.list_releases(session, app, 20)],
+            "builds": [build_json(b) for b in build_service.list_builds(session, app, 10)],
+            "instances": [instance_json(i) for i in list_instances(session, app)],
+            "config": dict(sorted((app.config or {}).items())),
+        }
+        return templates.TemplateResponse(request, "app.html", ctx)
+
+
+@router.get("/apps/{name}/builds/{build_id}", response_class=HTMLResponse)
+def build_page(request: Request, name: str, build_id: str):
+    settings = _settings(request)
+    with session_scope(settings) as session:
+        user = user_for_token(session, _token(request))
+        if user is None:
+            return _to_login()
+        try:
+            app = app_service.get_app_for(session, name, user)
+            build = build_service.get_build(session, app, build_id)
+        except NotFound as exc:
+            return _error_page(request, 404, exc.message)
+        running = build.status in ("pending", "running")
+        log = "\n".join(live_build_lines(settings, build.id)) if running else (build.log or "")
+        return templates.TemplateResponse(request, "build.html", {
+            "user": user.email, "app": {"name": app.name}, "build": build_json(build), "log": log, "running": running})
+
+
+def _stream_error(exc: ServiceError) -> Response:
+    return Response(exc.message, status_code=exc.status, media_type="text/plain")
+
+
+@router.get("/console/apps/{name}/logs/stream")
+def console_log_stream(request: Request, name: str, source: str | None = None):
+    settings = _settings(request)
+    try:
+        app_name = authorize_app(settings, _token(request), name)
+    except (Unauthorized, NotFound) as exc:
+        return _stream_error(exc)
+    if source not in (None, "", "app", "router", "unicloud"):
+        return Response("unknown source", status_code=422)
+    return StreamingResponse(app_log_events(settings, app_name, source=source or None),
+                             media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.get("/console/apps/{name}/builds/{build_id}/stream")
+def console_build_stream(request: Request, name: str, build_id: str):
+    settings = _settings(request)
+    try:
+        return build_stream_response(settings, authorize_app(settings, _token(request), name), build_id)
+    except (Unauthorized, NotFound) as exc:
+        return _stream_error(exc)
+
+
+def mount_console(app: FastAPI) -> None:
+    app.include_router(router)
+    app.mount("/static/console", StaticFiles(directory=str(HERE / "static")), name="console-static")
