@@ -81,8 +81,18 @@ def recent(r: redis.Redis, app: str, n: int = 100, *, dyno: str | None = None,
 
 def follow(r: redis.Redis, app: str, after: str = "$", *, block_ms: int = 5000,
            dyno: str | None = None, source: str | None = None):
-    """Yield (id, fields) forever from `after`; yields (None, None) on idle so callers can check liveness."""
-    last = after
+    """Yield (id, fields) forever from `after`; yields (None, None) on idle so callers can check liveness.
+
+    "$" is resolved to the stream's current end right away, not at the first read, so nothing
+    emitted between this call and the first `next()` is missed.
+    """
+    if after == "$":
+        newest = r.xrevrange(stream_key(app), count=1)
+        after = newest[0][0] if newest else "0-0"
+    return _follow(r, app, after, block_ms, dyno, source)
+
+
+def _follow(r, app, last, block_ms, dyno, source):
     while True:
         res = r.xread({stream_key(app): last}, block=block_ms, count=500)
         if not res:
