@@ -1,0 +1,114 @@
+"""Fixtures for the git receiver: users with SSH keys and tokens (on the shared `settings` and
+`redis_url` fixtures of tests/conftest.py) and an in-process SSH server whose build step is injectable."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from unicloud.config import Settings
+from unicloud.db.session import session_scope
+from unicloud.git.deploy import DeployResult, deploy_push
+from unicloud.git.ssh import GitSSHServer
+from unicloud.services.apps import create_app
+from unicloud.services.keys import add_key
+from unicloud.services.tokens import create_token
+from unicloud.services.users import get_or_create_user
+
+from tests.git.helpers import APP
+
+
+def _keypair(directory: Path, name: str) -> Path:
+    key = directory / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
+    return key
+
+
+@dataclass
+class Env:
+    settings: Settings
+    alice_key: Path
+    bob_key: Path
+    stranger_key: Path
+    alice_token: str
+    bob_token: str
+    alice_id: int
+    tmp: Path
+    builds: list = field(default_factory=list)
+
+
+@pytest.fixture
+def env(tmp_path, settings):
+    settings.domain = "example.test"
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    alice_key, bob_key, stranger_key = (_keypair(keys, n) for n in ("alice", "bob", "stranger"))
+    with session_scope(settings) as s:
+        alice = get_or_create_user(s, "alice@example.test")
+        bob = get_or_create_user(s, "bob@example.test")
+        add_key(s, alice, (keys / "alice.pub").read_text())
+        add_key(s, bob, (keys / "bob.pub").read_text())
+        create_app(s, alice, APP)
+        create_app(s, bob, "bobs-app")
+        alice_token = create_token(s, alice)
+        bob_token = create_token(s, bob)
+        alice_id = alice.id
+    return Env(settings, alice_key, bob_key, stranger_key, alice_token, bob_token, alice_id, tmp_path)
+
+
+class FakeBuilder:
+    """Stands in for build + release in receiver tests (the real pipeline is tested elsewhere).
+
+    Prints a few log lines, counts deploys, and fails when the commit message says BUILD-FAIL.
+    """
+
+    def __init__(self, delay: float = 0.0):
+        self.delay = delay
+        self.deployed: list[str] = []
+        self.lock = threading.Lock()
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+
+    def __call__(self, settings, *, app, user_id, ref, new, out):
+        from dulwich.repo import Repo
+
+        self.started.set()
+        with Repo(str(settings.repos_dir / f"{app}.git")) as repo:
+            message = repo[new.encode()].message.decode()
+        out(f"-----> Building {app} ({new[:7]})")
+        out("-----> Python app detected")
+        if not self.release.wait(60):
+            raise RuntimeError("test never released the builder")
+        time.sleep(self.delay)
+        if "BUILD-FAIL" in message:
+            out("error: requirements.txt is broken")
+            return DeployResult(False, "build failed: pip install exited with status 1")
+        with self.lock:
+            self.deployed.append(new)
+            version = len(self.deployed)
+        out(f"Released v{version}")
+        out(settings.app_url(app))
+        return DeployResult(True, "", version)
+
+
+@pytest.fixture
+def builder():
+    return FakeBuilder()
+
+
+@pytest.fixture
+def ssh_server(env, builder):
+    server = GitSSHServer(env.settings, host="127.0.0.1", port=0,
+                          deploy=partial(deploy_push, builder=builder))
+    host, port = server.start()
+    yield server
+    server.stop()
+
+
