@@ -1,31 +1,12 @@
-"""Parse Procfiles (the platform's own and apps'): `name: command` lines, comments and blanks ignored."""
+"""Where the platform's own Procfile lives; parsing is shared with app builds (`unicloud.build.procfile`)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-_LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.+)$")
+from unicloud.build.procfile import ProcfileError, parse_procfile
 
-
-class ProcfileError(ValueError):
-    pass
-
-
-def parse_procfile(text: str) -> dict[str, str]:
-    procs: dict[str, str] = {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = _LINE.match(line)
-        if not m:
-            raise ProcfileError(f"Procfile line {lineno}: expected 'name: command', got {raw!r}")
-        name, cmd = m.group(1), m.group(2).strip()
-        if name in procs:
-            raise ProcfileError(f"Procfile line {lineno}: process type {name!r} is defined twice")
-        procs[name] = cmd
-    return procs
+__all__ = ["ProcfileError", "parse_procfile", "platform_procfile"]
 
 
 def platform_procfile() -> Path:
