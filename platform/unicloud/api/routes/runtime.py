@@ -112,8 +112,11 @@ def inspect(version: str, app: App = Depends(member_app), session: Session = Dep
         raise Unavailable("image inspection is not available in this installation (unicloud.image.inspect is missing)") from None
     files = [{"name": f, "size": (path / f).stat().st_size, "url": f"/api/apps/{app.name}/images/v{release.version}/files/{f}"}
              for f in IMAGE_FILES if (path / f).is_file()]
-    return {"app": app.name, "release": release.version, **image_json(release.image),
-            "files": files, "inspect": inspect_image(path)}
+    # The inspector's report is the body (audit, sbom, sha256, ...); the API adds where it came from.
+    report = dict(inspect_image(path))
+    for key, value in {"app": app.name, "release": release.version, **image_json(release.image), "files": files}.items():
+        report.setdefault(key, value)
+    return report
 
 
 @router.get("/images/{version}/files/{filename}", tags=["images"])
