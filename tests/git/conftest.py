@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from unicloud.services.keys import add_key
 from unicloud.services.tokens import create_token
 from unicloud.services.users import get_or_create_user
 
-from tests.git.helpers import APP
+from tests.git.helpers import APP, ssh_command
 
 
 def _keypair(directory: Path, name: str) -> Path:
@@ -40,7 +40,6 @@ class Env:
     bob_token: str
     alice_id: int
     tmp: Path
-    builds: list = field(default_factory=list)
 
 
 @pytest.fixture
@@ -104,11 +103,44 @@ def builder():
 
 
 @pytest.fixture
-def ssh_server(env, builder):
-    server = GitSSHServer(env.settings, host="127.0.0.1", port=0,
-                          deploy=partial(deploy_push, builder=builder))
-    host, port = server.start()
-    yield server
-    server.stop()
+def ssh_server_factory(env, builder):
+    """Start in-process SSH servers on free ports, with the fake builder behind the real deploy_push."""
+    servers = []
+
+    def start(**kwargs) -> GitSSHServer:
+        server = GitSSHServer(env.settings, host="127.0.0.1", port=0,
+                              deploy=partial(deploy_push, builder=builder), **kwargs)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def ssh_server(ssh_server_factory):
+    return ssh_server_factory()
+
+
+@dataclass
+class SSHRemote:
+    """How a test's git reaches the SSH server as a given user."""
+
+    port: int
+    key: Path
+
+    def url(self, app: str = APP) -> str:
+        return f"ssh://git@127.0.0.1:{self.port}/{app}.git"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"GIT_SSH_COMMAND": ssh_command(self.key, self.port)}
+
+
+@pytest.fixture
+def alice(env, ssh_server) -> SSHRemote:
+    return SSHRemote(ssh_server.port, env.alice_key)
 
 
