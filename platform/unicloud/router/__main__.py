@@ -1,0 +1,5 @@
+"""`python -m unicloud.router` -- the router Procfile process."""
+
+from unicloud.router.service import main
+
+main()

@@ -1,0 +1,202 @@
+"""Health checks that decide whether an instance may receive traffic.
+
+Default (no checks declared): the port accepts a connection and `GET /` answers with a status
+below 500, retried until a deadline (the guest may still be booting: under TCG a boot takes
+seconds, and QEMU's user-mode network accepts connections before the guest listens).
+
+Declared checks come from the image manifest, which the image builder copies from the app:
+- `app.json` `healthchecks.web` (Dokku's format): entries with `path`, optional `content`,
+  `timeout`, `initialDelay`; only `type` "startup" (or no type) is used here;
+- a Dokku-style `CHECKS` file: `WAIT=`/`TIMEOUT=`/`ATTEMPTS=` lines and `/path [expected content]`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+DEFAULT_DEADLINE = float(os.environ.get("UNICLOUD_HEALTH_TIMEOUT", "60"))
+ATTEMPT_TIMEOUT = 5.0
+RETRY_EVERY = 0.25
+
+
+class HealthSpecError(ValueError):
+    """A declared health check that cannot be run as written."""
+
+
+@dataclass(frozen=True)
+class Check:
+    path: str = "/"
+    content: str | None = None  # must appear in the body when set
+    timeout: float = ATTEMPT_TIMEOUT
+
+    def describe(self) -> str:
+        return f"GET {self.path}" + (f" containing {self.content!r}" if self.content else "")
+
+
+@dataclass(frozen=True)
+class HealthSpec:
+    checks: tuple[Check, ...] = (Check(),)
+    deadline: float = DEFAULT_DEADLINE  # seconds from boot
+    initial_delay: float = 0.0
+    source: str = "default"
+
+
+def _check_path(path) -> str:
+    if not isinstance(path, str) or not path.startswith("/") or any(c.isspace() for c in path):
+        raise HealthSpecError(f"health check path must start with '/' and contain no spaces: {path!r}")
+    return path
+
+
+def parse_checks_file(text: str) -> HealthSpec:
+    """Dokku's CHECKS file: settings lines, then `/path [content]` lines; `#` comments."""
+    wait, timeout, attempts, checks = 0.0, ATTEMPT_TIMEOUT, None, []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if sep and key in ("WAIT", "TIMEOUT", "ATTEMPTS"):
+            try:
+                num = float(value)
+            except ValueError:
+                raise HealthSpecError(f"CHECKS: {key} must be a number, got {value!r}") from None
+            if key == "WAIT":
+                wait = num
+            elif key == "TIMEOUT":
+                timeout = num
+            else:
+                attempts = num
+            continue
+        if not line.startswith("/"):
+            if line.startswith("//"):
+                continue
+            raise HealthSpecError(f"CHECKS: cannot parse line {raw!r} (expected '/path [content]')")
+        path, _, content = line.partition(" ")
+        checks.append(Check(_check_path(path), content.strip() or None, timeout))
+    if not checks:
+        return HealthSpec(initial_delay=wait, source="CHECKS")
+    deadline = DEFAULT_DEADLINE if attempts is None else max(DEFAULT_DEADLINE, wait + attempts * (timeout + 1))
+    return HealthSpec(tuple(checks), deadline, wait, "CHECKS")
+
+
+def parse_app_json(healthchecks) -> HealthSpec | None:
+    entries = healthchecks.get("web") if isinstance(healthchecks, dict) else None
+    if entries is None:
+        return None
+    if not isinstance(entries, list):
+        raise HealthSpecError("app.json healthchecks.web must be a list of checks")
+    checks, delay, deadline = [], 0.0, DEFAULT_DEADLINE
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise HealthSpecError("app.json healthchecks.web entries must be objects")
+        if entry.get("type", "startup") != "startup":
+            continue
+        if "command" in entry:
+            raise HealthSpecError("app.json healthchecks: 'command' checks are not supported (images have no shell)")
+        timeout = float(entry.get("timeout", ATTEMPT_TIMEOUT))
+        checks.append(Check(_check_path(entry.get("path", "/")), entry.get("content"), timeout))
+        delay = max(delay, float(entry.get("initialDelay", 0)))
+        if "attempts" in entry:
+            deadline = max(deadline, delay + int(entry["attempts"]) * (timeout + float(entry.get("wait", 1))))
+    if not checks:
+        return None
+    return HealthSpec(tuple(checks), deadline, delay, "app.json")
+
+
+def spec_from_manifest(manifest: dict | None) -> HealthSpec:
+    manifest = manifest or {}
+    app_json = manifest.get("app_json") or {}
+    healthchecks = manifest.get("healthchecks") or (app_json.get("healthchecks") if isinstance(app_json, dict) else None)
+    if healthchecks:
+        spec = parse_app_json(healthchecks)
+        if spec:
+            return spec
+    if isinstance(manifest.get("checks"), str):
+        return parse_checks_file(manifest["checks"])
+    return HealthSpec()
+
+
+def probe(host: str, port: int, check: Check) -> tuple[bool, str]:
+    """One attempt: (passed, what happened)."""
+    conn = http.client.HTTPConnection(host, port, timeout=check.timeout)
+    try:
+        conn.request("GET", check.path, headers={"User-Agent": "unicloud-healthcheck", "Connection": "close"})
+        resp = conn.getresponse()
+        body = resp.read(64 * 1024).decode("utf-8", errors="replace")
+    except (OSError, http.client.HTTPException) as exc:
+        return False, f"{check.describe()}: {type(exc).__name__}: {exc}".rstrip(": ")
+    finally:
+        conn.close()
+    snippet = body.strip().replace("\n", " ")[:200]
+    if resp.status >= 500:
+        return False, f"{check.describe()}: HTTP {resp.status}: {snippet}"
+    if check.content is not None and check.content not in body:
+        return False, f"{check.describe()}: HTTP {resp.status}, expected content not found in: {snippet}"
+    return True, f"{check.describe()}: HTTP {resp.status}"
+
+
+@dataclass
+class Result:
+    ok: bool
+    detail: str
+    elapsed: float
+    attempts: int
+
+
+def run_until_deadline(host: str, port: int, spec: HealthSpec, started: float, cancel: threading.Event) -> Result:
+    """Retry every check until all pass once or the deadline (counted from `started`) passes."""
+    deadline = started + spec.deadline
+    if spec.initial_delay:
+        cancel.wait(max(0.0, started + spec.initial_delay - time.monotonic()))
+    attempts, detail = 0, "no attempt made"
+    while not cancel.is_set():
+        attempts += 1
+        results = [probe(host, port, c) for c in spec.checks]
+        failed = [d for ok, d in results if not ok]
+        if not failed:
+            return Result(True, "; ".join(d for _, d in results), time.monotonic() - started, attempts)
+        detail = failed[0]
+        if time.monotonic() >= deadline:
+            break
+        cancel.wait(RETRY_EVERY)
+    why = "cancelled" if cancel.is_set() else f"no success within {spec.deadline:.0f}s ({attempts} attempts)"
+    return Result(False, f"{why}; last: {detail}", time.monotonic() - started, attempts)
+
+
+@dataclass
+class _Running:
+    future: Future
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class HealthChecker:
+    """Runs checks in threads so one slow boot never stalls the reconciler loop."""
+
+    def __init__(self, workers: int = 16):
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="health")
+        self.running: dict[str, _Running] = {}
+
+    def ensure(self, key: str, host: str, port: int, spec: HealthSpec, started: float) -> None:
+        if key not in self.running:
+            cancel = threading.Event()
+            fut = self.pool.submit(run_until_deadline, host, port, spec, started, cancel)
+            self.running[key] = _Running(fut, cancel)
+
+    def result(self, key: str) -> Result | None:
+        run = self.running.get(key)
+        if run is None or not run.future.done():
+            return None
+        return run.future.result()
+
+    def forget(self, key: str) -> None:
+        run = self.running.pop(key, None)
+        if run is not None:
+            run.cancel.set()
+
+    def keys(self) -> list[str]:
+        return list(self.running)
