@@ -46,6 +46,9 @@ def make_user(settings, email: str, admin: bool = False) -> str:
 
 @pytest.fixture
 def api(settings) -> Api:
+    from unicloud.redis_client import get_redis
+
+    get_redis(settings).flushdb()  # log streams of earlier tests would leak into this one
     token = make_user(settings, "admin@localhost", admin=True)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield Api(client=client, token=token, settings=settings)

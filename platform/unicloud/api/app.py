@@ -21,7 +21,7 @@ def _mount_git(app: FastAPI, settings: Settings) -> None:
         log.warning("unicloud.git.http is not installed: git over HTTP is unavailable at /git")
         return
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # Starlette's WSGI bridge is deprecated but works
+        warnings.simplefilter("ignore")  # Starlette's WSGI bridge is deprecated but still maintained and works
         from starlette.middleware.wsgi import WSGIMiddleware
     app.mount("/git", WSGIMiddleware(create_git_wsgi_app(settings)))
 

@@ -1,0 +1,62 @@
+"""The web console: token login into an HttpOnly cookie, server-rendered pages, cookie SSE."""
+
+from __future__ import annotations
+
+from tests.api.conftest import deploy_release, finish_release
+from unicloud import logs
+from unicloud.redis_client import get_redis
+
+
+def login(api) -> None:
+    r = api.client.post("/login", data={"token": api.token}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    cookie = r.headers["set-cookie"]
+    assert "unicloud_token=" in cookie and "HttpOnly" in cookie
+
+
+def test_pages_need_a_login(api):
+    r = api.client.get("/", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert "API token" in api.client.get("/login").text
+    r = api.client.post("/login", data={"token": "uc_wrong"})
+    assert r.status_code == 401 and "not valid" in r.text
+    assert api.client.get("/console/apps/x/logs/stream").status_code == 401
+
+
+def test_apps_and_app_page(api):
+    api.post("/api/apps", json={"name": "shown"})
+    deploy_release(api.settings, "shown")
+    v2 = api.patch("/api/apps/shown/config", json={"GREETING": "<b>hi</b>"}).json()["release"]["version"]
+    finish_release(api.settings, "shown", v2)
+    login(api)
+    page = api.client.get("/").text
+    assert 'href="/apps/shown"' in page and "v2" in page
+    page = api.client.get("/apps/shown").text
+    assert "v2 <span class=\"badge\">current</span>" in page
+    assert "Set GREETING config vars" in page
+    assert "&lt;b&gt;hi&lt;/b&gt;" in page  # config values are escaped
+    assert 'data-stream="/console/apps/shown/logs/stream"' in page
+    assert api.client.get("/apps/unknown").status_code == 404
+    r = api.client.post("/logout", follow_redirects=False)
+    assert r.status_code == 303 and 'unicloud_token=""' in r.headers["set-cookie"]
+
+
+def test_console_log_stream_uses_the_cookie(api):
+    api.post("/api/apps", json={"name": "streamy"})
+    login(api)
+    r = get_redis(api.settings)
+    import threading
+    import time
+
+    def later():
+        time.sleep(0.3)
+        logs.emit(r, "streamy", "app", "web.1", "hello console")
+
+    threading.Thread(target=later).start()
+    deadline = time.monotonic() + 30
+    with api.client.stream("GET", "/console/apps/streamy/logs/stream") as resp:
+        assert resp.status_code == 200
+        for line in resp.iter_lines():  # a keep-alive arrives every 2 s, so the deadline is checked
+            if "hello console" in line:
+                break
+            assert time.monotonic() < deadline, "the console stream never delivered the line"
