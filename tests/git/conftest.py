@@ -144,3 +144,73 @@ def alice(env, ssh_server) -> SSHRemote:
     return SSHRemote(ssh_server.port, env.alice_key)
 
 
+
+
+def _serve_asgi(wsgi_app, port: int):
+    """Like the API does: Starlette's WSGIMiddleware mounted at /git, under uvicorn."""
+    import warnings
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated, but it is what the API mounts
+        from starlette.middleware.wsgi import WSGIMiddleware
+    app = Starlette(routes=[Mount("/git", app=WSGIMiddleware(wsgi_app))])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+
+    def stop():
+        server.should_exit = True
+        thread.join(10)
+    return stop
+
+
+def _serve_wsgiref(wsgi_app, port: int):
+    """The stdlib server: it passes chunked request bodies through undecoded."""
+    import socketserver
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class Server(socketserver.ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    def mounted(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith("/git/"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found\n"]
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + "/git"
+        environ["PATH_INFO"] = path[len("/git"):]
+        return wsgi_app(environ, start_response)
+
+    httpd = make_server("127.0.0.1", port, mounted, server_class=Server, handler_class=Quiet)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+
+    def stop():
+        httpd.shutdown()
+        httpd.server_close()
+    return stop
+
+
+@pytest.fixture(params=["asgi", "wsgiref"])
+def http_base(request, env, builder):
+    """Base URL of the git HTTP app mounted at /git, served both ways the app may be run."""
+    from tests.support import free_port
+    from unicloud.git.http import create_git_wsgi_app
+
+    wsgi_app = create_git_wsgi_app(env.settings, deploy=partial(deploy_push, builder=builder))
+    port = free_port()
+    stop = (_serve_asgi if request.param == "asgi" else _serve_wsgiref)(wsgi_app, port)
+    yield f"http://127.0.0.1:{port}/git"
+    stop()

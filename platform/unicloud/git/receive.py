@@ -18,6 +18,7 @@ import os
 import socket
 import zlib
 from functools import partial
+from pathlib import Path
 from typing import Callable
 
 from dulwich.errors import ApplyDeltaError, ChecksumMismatch, ObjectFormatException
@@ -30,7 +31,7 @@ from dulwich.server import ReceivePackHandler
 from unicloud.config import Settings
 from unicloud.git.connectivity import BrokenPush, check_connected
 from unicloud.git.deploy import DeployResult, deploy_push
-from unicloud.git.repos import DEPLOY_REFS, cas_ref
+from unicloud.git.repos import DEPLOY_REFS, cas_ref, sweep_stale_temp_packs
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class DeployingReceivePackHandler(ReceivePackHandler):
 
     def _receive_pack(self) -> str | None:
         """Read the pack into the object store; a one-line error if it is refused."""
+        sweep_stale_temp_packs(Path(self.repo.path))
         try:
             self.repo.object_store.add_thin_pack(
                 self.proto.read, getattr(self.proto, "recv", None), max_input_size=self.max_push_bytes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 from dulwich.objects import ZERO_SHA
@@ -79,3 +80,22 @@ def compare_and_set_ref(path: Path, ref: bytes, old: bytes, new: bytes, message:
     """`cas_ref` on the repository at `path`."""
     with Repo(str(path)) as repo:
         return cas_ref(repo.refs, ref, old, new, message)
+
+
+def sweep_stale_temp_packs(path: Path, max_age: float = 3600.0) -> int:
+    """Delete `objects/tmp_pack_*` left behind by refused or interrupted pushes.
+
+    dulwich writes an incoming pack to such a temp file and leaves it when the pack turns out to
+    be broken. Only files idle for `max_age` are removed, so a push in progress (in this or
+    another process) is never disturbed.
+    """
+    removed = 0
+    now = time.time()
+    for tmp in (path / "objects").glob("tmp_pack_*"):
+        try:
+            if now - tmp.stat().st_mtime > max_age:
+                tmp.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
