@@ -399,6 +399,7 @@ static int open_control(void) {
     struct termios t;
     if (tcgetattr(fd, &t) == 0) {
         cfmakeraw(&t);
+        t.c_cflag |= CLOCAL | CREAD; /* no modem lines: never a hangup */
         tcsetattr(fd, TCSANOW, &t);
     } else { /* no UART behind the node */
         close(fd);
@@ -442,8 +443,28 @@ static void forward(pid_t app, int sig) {
         logmsg("cannot forward signal %d: %s", sig, strerror(errno));
 }
 
-int main(void) {
-    if (getpid() != 1) logmsg("warning: not running as PID 1");
+/* Outside PID 1 the program never touches the system: `init --check CMD` parses CMD against
+ * the current environment and prints the resulting argv, NUL-terminated (exit 0), or the
+ * refusal (exit 2). The host uses it to test and to vet Procfile commands before booting. */
+static int check_mode(int argc, char **argv) {
+    if (argc != 3 || strcmp(argv[1], "--check")) {
+        logmsg("must run as PID 1 (or: init --check 'COMMAND')");
+        return 2;
+    }
+    struct env e = {0};
+    extern char **environ;
+    for (char **p = environ; *p; p++) env_put(&e, strdup(*p));
+    char **args = parse_command(argv[2], &e);
+    if (!args) {
+        logmsg("%s", parse_error);
+        return 2;
+    }
+    for (char **a = args; *a; a++) fwrite(*a, 1, strlen(*a) + 1, stdout);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (getpid() != 1) return check_mode(argc, argv);
 
     mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755");
     ensure_console();
@@ -478,8 +499,8 @@ int main(void) {
     if (!cmd) fatal(2, "no command: /etc/unicloud/cmd is missing from the boot config");
     size_t clen = strlen(cmd);
     while (clen && isspace((unsigned char)cmd[clen - 1])) cmd[--clen] = 0;
-    char **argv = parse_command(cmd, &env);
-    if (!argv) fatal(2, "%s", parse_error);
+    char **app_argv = parse_command(cmd, &env);
+    if (!app_argv) fatal(2, "%s", parse_error);
 
     if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL))
         fatal(1, "cannot remount / read-only: %s", strerror(errno));
@@ -510,7 +531,7 @@ int main(void) {
         int null = open("/dev/null", O_RDONLY);
         if (null >= 0 && null != 0) { dup2(null, 0); close(null); }
         become_app(workdir);
-        exec_app(argv, env.v, env_get(&env, "PATH", 4));
+        exec_app(app_argv, env.v, env_get(&env, "PATH", 4));
     }
 
     char line[64];
@@ -522,6 +543,10 @@ int main(void) {
         if (r > 0 && (pfd.revents & POLLIN)) {
             int sig = read_control(control, line, &linelen, sizeof line);
             if (sig) forward(app, sig);
+        } else if (r > 0 && (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))) {
+            logmsg("control channel failed; signals still reach the app via init");
+            close(control); /* never spin on a dead descriptor */
+            control = -1;
         }
         if (got_sig) {
             int sig = got_sig;
