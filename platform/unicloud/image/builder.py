@@ -15,11 +15,14 @@ from pathlib import Path
 
 from unicloud.image import rootfs as rootfs_mod
 from unicloud.image.audit import audit_entries
-from unicloud.image.closure import ClosureBuilder
+from unicloud.image.closure import ClosureBuilder, ClosureError
+from unicloud.image.probe import ProbeError
+from unicloud.image.rootfs import RootfsError
 from unicloud.image.rootpath import host_path
 from unicloud.image.sbom import build_sbom
-from unicloud.image.stdlib import prune_stdlib
-from unicloud.image.store import ImageStore, canonical_json, file_sha256, manifest_digest
+from unicloud.image.stdlib import StdlibError, prune_stdlib
+from unicloud.image.store import (ImageStore, ImageStoreError, canonical_json, file_sha256,
+                                  manifest_digest)
 
 FORMAT_VERSION = 1
 RUNTIMES = ("python", "go", "static")
@@ -90,9 +93,23 @@ def build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_ep
                 flavour: str = "microvm", log=print, kernel: Path | None = None,
                 init: Path | None = None, zstd_level: int = rootfs_mod.ZSTD_LEVEL
                 ) -> ImageRecord:
-    """Build and store the image; `kernel`/`init` override the cached builds (tests, tools)."""
+    """Build and store the image; `kernel`/`init` override the cached builds (tests, tools).
+
+    Raises ImageAuditError for policy violations, ImageBuildError for everything else."""
+    try:
+        return _build_image(Path(root), manifest, store=store,
+                            source_date_epoch=source_date_epoch, flavour=flavour, log=log,
+                            kernel=kernel, init=init, zstd_level=zstd_level)
+    except ImageBuildError:
+        raise
+    except (ClosureError, StdlibError, ProbeError, RootfsError, ImageStoreError) as exc:
+        raise ImageBuildError(str(exc)) from exc
+
+
+def _build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_epoch: int,
+                 flavour: str, log, kernel: Path | None, init: Path | None,
+                 zstd_level: int) -> ImageRecord:
     started = time.monotonic()
-    root = Path(root)
     validate_manifest(root, manifest)
     if init is None:
         from unicloud.image.init.build import ensure_init

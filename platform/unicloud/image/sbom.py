@@ -22,6 +22,8 @@ from unicloud.image.rootpath import RootPathError, host_path, resolve
 TOOL_NAME = "unicloud-image-builder"
 TOOL_VERSION = "1"
 SOURCE_PROPERTY = "unicloud:source"
+# Files a package's maintainer scripts generate, so no *.list names them.
+GENERATED_BY_PACKAGE = {"/etc/ssl/certs/ca-certificates.crt": "ca-certificates"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class ProvenanceIndex:
     def __init__(self, root: Path, site_packages: list[str]):
         self.root = root
         self.owner: dict[str, Package] = {}
+        self.shared: set[str] = set()  # listed by several packages: /lib, /usr/lib, ...
         self._dir_cache: dict[str, str] = {}
         self._index_dpkg()
         for sp in site_packages:
@@ -92,8 +95,14 @@ class ProvenanceIndex:
             for line in lst.read_text(errors="replace").splitlines():
                 if line.startswith("/") and line != "/.":
                     real = self._real(line)
-                    if real:
-                        self.owner.setdefault(real, pkg)
+                    if not real:
+                        continue
+                    if real in self.owner and self.owner[real] != pkg:
+                        self.shared.add(real)
+                    self.owner.setdefault(real, pkg)
+        for path, name in GENERATED_BY_PACKAGE.items():
+            if name in pkgs:
+                self.owner.setdefault(path, pkgs[name])
 
     def _index_dist_info(self, site_packages: str) -> None:
         try:
@@ -127,6 +136,8 @@ class ProvenanceIndex:
             return (f"build:{origin}" if origin == "stdlib-zip" else origin), None
         if origin in ("generated", "directory"):
             return "build:generated", None
+        if path in self.shared:
+            return "deb:(shared directory)", None
         pkg = self.owner.get(path)
         if pkg:
             return f"{pkg.kind}:{pkg.name}", pkg
