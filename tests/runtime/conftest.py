@@ -125,7 +125,15 @@ class Runtime:
             app.config = dict(config)
             rel = create_release(s, app, image=image, config=config, process_types={"web": cmd},
                                  description=description, user=None)
-            return rel.id
+            rid = rel.id
+        self.wake()
+        return rid
+
+    def wake(self) -> None:
+        """What the API does after changing desired state: nudge the scheduler."""
+        from unicloud.scheduler.reconciler import WAKE_CHANNEL
+
+        self.redis().publish(WAKE_CHANNEL, "1")
 
     def rollback(self, version: int | None = None) -> int:
         from sqlalchemy import select
@@ -136,7 +144,9 @@ class Runtime:
         with self.session() as s:
             app = s.scalar(select(App).where(App.name == self.app_name))
             user = s.get(User, self.owner_id)
-            return rollback(s, app, user, version).id
+            rid = rollback(s, app, user, version).id
+        self.wake()
+        return rid
 
     def wait_release(self, release_id: int, timeout: float = 180):
         from unicloud.services.releases import wait_for_release
@@ -164,6 +174,7 @@ class Runtime:
         with self.session() as s:
             app = s.scalar(select(App).where(App.name == self.app_name))
             app.formation = {"web": web}
+        self.wake()
 
     def app_logs(self, n: int = 500) -> list[str]:
         from unicloud import logs

@@ -180,11 +180,13 @@ class HealthChecker:
     def __init__(self, workers: int = 16):
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="health")
         self.running: dict[str, _Running] = {}
+        self.finished = threading.Event()  # lets the loop react at once instead of at its next pass
 
     def ensure(self, key: str, host: str, port: int, spec: HealthSpec, started: float) -> None:
         if key not in self.running:
             cancel = threading.Event()
             fut = self.pool.submit(run_until_deadline, host, port, spec, started, cancel)
+            fut.add_done_callback(lambda _f: self.finished.set())
             self.running[key] = _Running(fut, cancel)
 
     def result(self, key: str) -> Result | None:

@@ -32,7 +32,7 @@ from unicloud.redis_client import get_redis
 from unicloud.router import table as rt
 from unicloud.scheduler import hosts as hostlive
 from unicloud.scheduler.events import event
-from unicloud.scheduler.health import HealthChecker, HealthSpecError, spec_from_manifest
+from unicloud.scheduler.health import Check, HealthChecker, HealthSpecError, probe, spec_from_manifest
 from unicloud.scheduler.placement import NoCapacity, Placer
 from unicloud.scheduler.transitions import ACTIVE, LIVE, transition
 
@@ -44,6 +44,11 @@ BACKOFF_BASE = float(os.environ.get("UNICLOUD_RESTART_BACKOFF", "1"))
 BACKOFF_MAX = float(os.environ.get("UNICLOUD_RESTART_BACKOFF_MAX", "300"))
 STABLE_AFTER = 600.0  # an instance up this long before crashing restarts without backoff
 WAKE_CHANNEL = "scheduler:wake"  # publish here (e.g. after creating a release) to skip the wait
+
+
+def wake(r) -> None:
+    """Ask the scheduler for a pass now instead of at its next interval (optional, best effort)."""
+    r.publish(WAKE_CHANNEL, "1")
 
 START_TASK = "unicloud.host.start_instance"
 STOP_TASK = "unicloud.host.stop_instance"
@@ -265,11 +270,20 @@ class Reconciler:
                 and i.id not in self.stop_sent]
         warm.sort(key=lambda i: (i.state != "up", i.index))
         taken: list[Instance] = []
-        for idx, inst in enumerate(warm[:n], start=1):
-            old_version = inst.release.version
-            if transition(s, inst.id, ["up", "draining"], release_id=rel.id, index=idx, state="starting"):
+        for inst in warm:
+            if len(taken) == n:
+                break
+            # One quick probe: a warm instance that stopped answering is not worth the shortcut.
+            ok, detail = probe("127.0.0.1", inst.host_port, Check(timeout=2.0))
+            if not ok:
+                self._say(app, ("warm-dead", inst.id), f"not reusing {dyno(inst)} of v{inst.release.version}: {detail}")
+                continue
+            idx, old_version, was = len(taken) + 1, inst.release.version, inst.state
+            # An instance that is serving keeps serving: the switch only relabels it.
+            if transition(s, inst.id, [was], release_id=rel.id, index=idx, state="up"):
                 taken.append(inst)
-                event(self.r, app.name, f"Reusing warm {inst.process_type}.{idx} of v{old_version} for v{rel.version}")
+                event(self.r, app.name, f"Reusing warm {inst.process_type}.{idx} of v{old_version} for "
+                                        f"v{rel.version} ({detail})")
         return taken
 
     def _boot(self, s: Session, app: App, rel: Release, idx: int, placer: Placer) -> Instance:
@@ -387,6 +401,8 @@ class Reconciler:
                 else:
                     transition(s, inst.id, ["starting"], state="stopped")
                     self._stop(inst, grace=0)
+            elif inst.state == "crashed" and inst.release_id not in keep_release:
+                transition(s, inst.id, ["crashed"], state="stopped")  # nobody will restart it
             elif inst.state == "draining":
                 window = DRAIN_GRACE if inst.release_id == app.current_release_id else max(WARM_WINDOW, DRAIN_GRACE)
                 if age(inst.updated_at) >= window:

@@ -31,15 +31,30 @@ def run(settings: Settings | None = None, stop: threading.Event | None = None) -
             traceback.print_exc()
             time.sleep(min(5.0, 0.5 * failures))
         wait = 0.05 if rec.pending_switch() else max(0.0, INTERVAL - (time.monotonic() - started))
+        pubsub = _pause(rec, pubsub, wait)
+
+
+def _pause(rec: Reconciler, pubsub, wait: float):
+    """Sleep until the next pass, cut short by a wake-up message or a finished health check."""
+    deadline = time.monotonic() + wait
+    while True:
+        if rec.checker.finished.is_set():
+            rec.checker.finished.clear()
+            return pubsub
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return pubsub
         try:
-            pubsub.get_message(timeout=wait)
+            if pubsub.get_message(timeout=min(0.05, left)):
+                return pubsub
         except Exception:
-            time.sleep(wait)
+            time.sleep(min(0.5, max(left, 0)))
             try:
                 pubsub = rec.r.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(WAKE_CHANNEL)
             except Exception:
                 pass
+            return pubsub
 
 
 def main() -> None:
