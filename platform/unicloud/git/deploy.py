@@ -27,7 +27,7 @@ from unicloud.services.releases import wait_for_release
 
 log = logging.getLogger(__name__)
 
-BUILD_TIMEOUT = int(os.environ.get("UNICLOUD_BUILD_TIMEOUT", "900"))  # same knob as celery_app
+from unicloud.celery_app import BUILD_TIMEOUT  # noqa: E402 - one knob for the worker and the lock
 RELEASE_TIMEOUT = int(os.environ.get("UNICLOUD_RELEASE_TIMEOUT", "600"))
 # The lock must outlive a build plus its deploy, or a second push could slip in mid-deploy.
 LOCK_TIMEOUT = BUILD_TIMEOUT + RELEASE_TIMEOUT + 300
