@@ -28,7 +28,7 @@ BUILDPACK_ORDER = ("python", "go")
 MANIFEST = "app/.unicloud/runtime.json"
 NO_BUILDPACK = "no buildpack detected: add requirements.txt, pyproject.toml or go.mod"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_FAILURE_LINE = re.compile(r"^ !\s+(?!Warning:)(.+)$")
+_FAILURE_LINE = re.compile(r"^ !\s+(?!\s|Warning:)(.+)$")
 
 
 class BuildError(Exception):
@@ -47,7 +47,13 @@ class BuildOutput:
     stack: str
     _sandbox: Sandbox = field(repr=False)
 
+    @property
+    def sandbox(self) -> Sandbox:
+        """The open sandbox, e.g. to run the built app for a check (`sandbox.spawn`)."""
+        return self._sandbox
+
     def close(self) -> None:
+        """Unmount the build root and delete the build's layer."""
         self._sandbox.close()
 
     def __enter__(self) -> "BuildOutput":

@@ -245,6 +245,10 @@ class Sandbox:
 
     def open(self) -> "Sandbox":
         upper, work = self.work_dir / "upper", self.work_dir / "overlay-work"
+        if is_mounted(self.root):
+            raise SandboxError(f"{self.root} is already mounted (another build in this work dir?)")
+        for d in (upper, work):  # a layer left by a worker that died must not leak into this build
+            _rmtree_same_fs(d)
         for d in (upper, work, self.root):
             d.mkdir(parents=True, exist_ok=True)
         opts = f"lowerdir={self.stack_root},upperdir={upper},workdir={work}"
