@@ -44,7 +44,7 @@ def key_values(pairs: Iterable[tuple[str, Any]]) -> None:
         return
     width = max(len(k) for k, _ in pairs) + 1
     for k, v in pairs:
-        echo(f"{(k + ':').ljust(width)} {'' if v is None else v}")
+        echo(f"{(k + ':').ljust(width)} {'' if v is None else v}".rstrip())
 
 
 def parse_time(value: str | None) -> dt.datetime | None:
