@@ -147,3 +147,18 @@ def test_keys_add_list_remove(api):
     assert api.get("/api/keys").json() == []
     r = api.delete("/api/keys/dev@laptop")
     assert r.status_code == 404 and "no SSH key matching" in r.json()["error"]
+
+
+def test_git_smart_http_is_mounted_at_git(api):
+    import base64
+
+    import pytest
+
+    pytest.importorskip("unicloud.git.http")
+    api.post("/api/apps", json={"name": "gitty"})
+    url = "/git/gitty.git/info/refs?service=git-receive-pack"
+    assert api.client.get(url).status_code == 401
+    basic = base64.b64encode(f"git:{api.token}".encode()).decode()
+    r = api.client.get(url, headers={"Authorization": f"Basic {basic}"})
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/x-git-receive-pack-advertisement"
