@@ -17,15 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import free_port
 from unicloud.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float, what: str, every: float = 0.1):
@@ -226,10 +221,10 @@ class Load(threading.Thread):
 @pytest.fixture(scope="session")
 def runtime_image(tmp_path_factory):
     """The test image, built into a session-wide store (kernel and init come from the cache)."""
-    from runtime_image import build_test_image
+    from tests.runtime.runtime_image import build_test_image
 
     store = tmp_path_factory.mktemp("store")
-    digest, manifest = build_test_image(Settings.from_env(), store)
+    digest, manifest = build_test_image(tmp_path_factory.mktemp("image-work"), store)
     return store / digest, digest, manifest
 
 
@@ -243,12 +238,14 @@ def runtime(tmp_path_factory, runtime_image):
     (data / "images").mkdir(parents=True)
     image_dir, digest, manifest = runtime_image
     shutil.copytree(image_dir, data / "images" / digest)
-    sock = tmp / "redis.sock"
-    redis_proc = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+    # TCP, not the unix socket: Celery's broker (kombu) does not understand redis-py's unix:// URLs.
+    redis_port = free_port()
+    redis_proc = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
                                    "--save", "", "--appendonly", "no", "--dir", str(tmp)],
                                   stdout=open(tmp / "redis.log", "wb"), stderr=subprocess.STDOUT)
-    wait_for(sock.exists, 10, "redis-server")
-    settings = Settings(data_dir=data, cache_dir=Settings.from_env().cache_dir, redis_url=f"unix://{sock}",
+    wait_for(lambda: _port_open(redis_port), 10, "redis-server")
+    settings = Settings(data_dir=data, cache_dir=Settings.from_env().cache_dir,
+                        redis_url=f"redis://127.0.0.1:{redis_port}/0",
                         router_port=free_port(), host_name="local")
     base = 20000 + (os.getpid() % 200) * 40
     env = dict(os.environ, **settings.to_env(),

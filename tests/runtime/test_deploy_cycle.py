@@ -11,8 +11,8 @@ import signal
 import time
 
 import pytest
-from conftest import Load, wait_for
-from runtime_image import WEB_CMD
+from tests.runtime.conftest import Load, wait_for
+from tests.runtime.runtime_image import WEB_CMD
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +85,7 @@ def test_warm_rollback_only_switches_the_router(runtime):
 
 
 def test_failing_health_check_keeps_the_old_release_serving(runtime):
-    rid = runtime.release(config={"GREETING": "broken"}, cmd="/app/no-such-binary", description="Deploy broken")
+    rid = runtime.release(config={"GREETING": "broken"}, cmd="/bin/no-such-binary", description="Deploy broken")
     rel = runtime.wait_release(rid)
     assert rel.status == "failed"
     assert "web.1" in rel.failure_reason and "health check" in rel.failure_reason, rel.failure_reason
