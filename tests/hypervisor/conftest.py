@@ -31,7 +31,7 @@ def compile_static(source: Path, dest: Path) -> Path:
     return dest
 
 
-def build_test_rootfs(init: Path, httpd: Path) -> bytes:
+def build_test_rootfs(init: Path, httpd: Path, filler: int = 0) -> bytes:
     """A shell-less rootfs: /init, /bin/httpd, the device nodes the kernel needs before init."""
     image_env = b"".join(f"{k}={v}".encode() + b"\0" for k, v in IMAGE_ENV.items())
     entries = [
@@ -48,6 +48,7 @@ def build_test_rootfs(init: Path, httpd: Path) -> bytes:
         cpio.directory("proc"),
         cpio.directory("sys"),
         cpio.directory("tmp", 0o1777),
+        cpio.regular("etc/filler", b"x" * filler),
     ]
     buf = io.BytesIO()
     cpio.write_newc(buf, entries)
@@ -64,10 +65,16 @@ def test_image(tmp_path_factory, kernel) -> Path:
     work = tmp_path_factory.mktemp("image")
     httpd = compile_static(HERE / "httpd.c", work / "httpd")
     raw = work / "rootfs.cpio"
-    raw.write_bytes(build_test_rootfs(ensure_init(), httpd))
     image = work / "image"
     image.mkdir()
-    subprocess.run(["zstd", "-q", "-19", str(raw), "-o", str(image / "rootfs.cpio.zst")], check=True)
+    rootfs = image / "rootfs.cpio.zst"
+    # Make the compressed size odd so every boot exercises the 4-byte padding before the
+    # appended boot-config cpio.
+    for filler in range(64):
+        raw.write_bytes(build_test_rootfs(ensure_init(), httpd, filler))
+        subprocess.run(["zstd", "-q", "-f", "-19", str(raw), "-o", str(rootfs)], check=True)
+        if rootfs.stat().st_size % 4:
+            break
     shutil.copy(kernel, image / "kernel")
     return image
 

@@ -9,7 +9,8 @@
  *   GET /connect/IP/P  -> 200 "connected" or "error: <strerror>" (TCP connect, 3 s timeout)
  *   GET /exit/N        -> 200, then exits with status N
  *
- * On SIGTERM it prints "httpd: got SIGTERM" and exits 0: the test for graceful stops.
+ * On SIGTERM it prints "httpd: got SIGTERM" and exits 0: the test for graceful stops
+ * (with IGNORE_TERM=1 in the environment it ignores SIGTERM: the test for forced stops).
  * One request per connection, handled in a forked child, so a stalled client cannot block it.
  */
 #define _GNU_SOURCE
@@ -101,6 +102,7 @@ int main(int argc, char **argv) {
     if (!port) { fprintf(stderr, "httpd: PORT is not set\n"); return 2; }
     struct sigaction sa = {.sa_handler = on_term};
     sigaction(SIGTERM, &sa, NULL);
+    if (getenv("IGNORE_TERM")) signal(SIGTERM, SIG_IGN);
     signal(SIGCHLD, SIG_IGN);
     int s = socket(AF_INET6, SOCK_STREAM, 0);
     int zero = 0, one = 1;

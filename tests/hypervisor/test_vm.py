@@ -52,6 +52,16 @@ def test_graceful_stop_reaches_app(manager, test_image):
     assert "unicloud-init: exit status 0" in console
 
 
+def test_stop_forces_an_app_that_ignores_sigterm(manager, test_image):
+    port = free_port()
+    manager.start("web-1", test_image, env={"IGNORE_TERM": "1"}, cmd="httpd", host_port=port)
+    wait_http(port)
+    info = manager.stop("web-1", grace=2)
+    assert info.state == "exited"
+    assert (info.exit_code, info.signal) == (None, None)  # init never got to report
+    assert "unicloud-init:" not in manager.console_path("web-1").read_text()
+
+
 def test_exit_code_is_visible_to_host(manager, test_image):
     port = free_port()
     manager.start("web-1", test_image, env={}, cmd="httpd", host_port=port)
