@@ -5,8 +5,13 @@ from __future__ import annotations
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+import base64
+import json
+
 from tests.api.conftest import deploy_release, make_user
-from unicloud.db.models import Instance, Release
+from unicloud import logs
+from unicloud.db.models import Host, Instance, Release
+from unicloud.redis_client import get_redis
 from unicloud.db.session import session_scope
 
 
@@ -106,7 +111,13 @@ def test_destroy_needs_confirmation_and_removes_everything(api):
     v1 = deploy_release(api.settings, "doomed")
     with session_scope(api.settings) as s:
         rel = s.query(Release).filter_by(version=v1).one()
-        s.add(Instance(app_id=rel.app_id, release_id=rel.id, state="up"))
+        host = Host(name="doomhost", queue="host.doomhost")
+        s.add(host)
+        s.flush()
+        s.add(Instance(id="i-doomed", app_id=rel.app_id, release_id=rel.id, state="up", host_id=host.id))
+        s.add(Instance(id="i-done", app_id=rel.app_id, release_id=rel.id, state="stopped", host_id=host.id))
+    r_ = get_redis(api.settings)
+    logs.emit(r_, "doomed", "app", "web.1", "last words")
     cache = api.settings.app_cache_dir / "doomed"
     cache.mkdir(parents=True)
     (cache / "pip").write_text("x")
@@ -116,6 +127,12 @@ def test_destroy_needs_confirmation_and_removes_everything(api):
     assert api.delete("/api/apps/doomed?confirm=other").status_code == 400
     r = api.delete("/api/apps/doomed?confirm=doomed")
     assert r.status_code == 200, r.text
+    assert r.json() == {"destroyed": "doomed", "stopped_instances": ["i-doomed"]}
+    # The host agent gets a stop task: nothing else would stop a VM whose rows are gone.
+    (message,) = [json.loads(m) for m in r_.lrange("host.doomhost", 0, -1)]
+    assert message["headers"]["task"] == "unicloud.host.stop_instance"
+    assert json.loads(base64.b64decode(message["body"]))[0] == ["i-doomed", 5]
+    assert r_.exists(logs.stream_key("doomed")) == 0
     assert api.get("/api/apps/doomed").status_code == 404
     with session_scope(api.settings) as s:
         assert s.query(Release).count() == 0 and s.query(Instance).count() == 0
@@ -150,8 +167,6 @@ def test_keys_add_list_remove(api):
 
 
 def test_git_smart_http_is_mounted_at_git(api):
-    import base64
-
     import pytest
 
     pytest.importorskip("unicloud.git.http")

@@ -66,3 +66,13 @@ def authorize_app(settings: Settings, token: str | None, name: str) -> str:
         if user is None:
             raise Unauthorized(f"invalid API token: {TOKEN_HINT}")
         return get_app_for(session, name, user).name
+
+
+def redis_for(settings: Settings):
+    """The platform Redis, or a 503 that says why there is none."""
+    from unicloud.redis_client import get_redis
+
+    try:
+        return get_redis(settings)
+    except RuntimeError as exc:
+        raise ServiceError(f"logs are unavailable: {exc}", 503) from None

@@ -15,7 +15,7 @@ from unicloud.build import log as build_log
 from unicloud.config import Settings
 from unicloud.db.models import Build
 from unicloud.db.session import session_scope
-from unicloud.redis_client import get_redis
+from unicloud.api.deps import redis_for
 
 IDLE_MS = 2000
 BUILD_FINAL = {"succeeded", "failed"}
@@ -39,7 +39,7 @@ def log_entry_json(entry_id: str, fields: dict) -> dict:
 
 def app_log_events(settings: Settings, app_name: str, *, after: str = "$", dyno: str | None = None,
                    source: str | None = None) -> Iterator[str]:
-    r = get_redis(settings)
+    r = redis_for(settings)
     if after == "$":
         # Resolve "$" now so a reconnecting client can resume exactly after the last id it saw.
         last = r.xrevrange(logs.stream_key(app_name), count=1)
@@ -54,7 +54,7 @@ def app_log_events(settings: Settings, app_name: str, *, after: str = "$", dyno:
 
 def live_build_lines(settings: Settings, build_id: str) -> list[str]:
     """What a running build has logged so far (the database holds the log only once it ends)."""
-    r = get_redis(settings)
+    r = redis_for(settings)
     return [f["line"] for _id, f in r.xrange(build_log.stream_key(build_id)) if "line" in f]
 
 
@@ -72,7 +72,7 @@ def build_log_events(settings: Settings, build_id: str) -> Iterator[str]:
             yield sse({"line": line}, event="line")
         yield sse({"status": status}, event="end")
         return
-    r = get_redis(settings)
+    r = redis_for(settings)
     last = "0-0"
     checked = time.monotonic()
     while True:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 
 from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel
@@ -11,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from unicloud.api.deps import current_user, get_session, get_settings, member_app
 from unicloud.api.serializers import app_json, key_json, public_host, user_json
+from unicloud.api.teardown import remove_app_files, stop_vms
 from unicloud.config import Settings
 from unicloud.db.models import App, User
 from unicloud.services import ServiceError, apps as app_service, keys as key_service
@@ -76,13 +76,11 @@ def delete_app(name: str, confirm: str | None = None, app: App = Depends(member_
                settings: Settings = Depends(get_settings)) -> dict:
     if not (user.is_admin or app.owner_id == user.id):
         raise ServiceError("only the app owner can destroy it", 403)
-    destroy_app(session, app, confirm)
+    placed = destroy_app(session, app, confirm)
     session.commit()
-    repos = _git_repos()
-    if repos is not None:
-        repos.remove_repo(settings, name)
-    shutil.rmtree(settings.app_cache_dir / name, ignore_errors=True)
-    return {"destroyed": name}
+    stop_vms(settings, placed)
+    remove_app_files(settings, name)
+    return {"destroyed": name, "stopped_instances": [inst for inst, _host in placed]}
 
 
 @router.get("/apps/{name}/members", tags=["members"])

@@ -15,7 +15,7 @@ from unicloud.api.serializers import drain_json
 from unicloud.api.streams import SSE_HEADERS, app_log_events, log_entry_json
 from unicloud.config import Settings
 from unicloud.db.models import App
-from unicloud.redis_client import get_redis
+from unicloud.api.deps import redis_for
 from unicloud.services import ServiceError, drains as drain_service
 
 router = APIRouter(prefix="/api/apps/{name}")
@@ -43,7 +43,7 @@ def recent_logs(n: int = 100, ps: str | None = None, source: str | None = None, 
     if not 1 <= n <= MAX_LINES:
         raise ServiceError(f"n must be between 1 and {MAX_LINES}", 422)
     dyno, source = log_filters(ps, source)
-    entries = logs.recent(get_redis(settings), app.name, n, dyno=dyno, source=source)
+    entries = logs.recent(redis_for(settings), app.name, n, dyno=dyno, source=source)
     return [log_entry_json(entry_id, fields) for entry_id, fields in entries]
 
 
@@ -61,7 +61,7 @@ def stream_logs(name: str, request: Request, after: str | None = None, ps: str |
     app_name = authorize_app(settings, bearer_token(request), name)
     dyno, source = log_filters(ps, source)
     start = _resume_point(request, after)
-    get_redis(settings).ping()  # fail with a JSON error now rather than mid-stream
+    redis_for(settings).ping()  # fail with a JSON error now rather than mid-stream
     return StreamingResponse(app_log_events(settings, app_name, after=start, dyno=dyno, source=source),
                              media_type="text/event-stream", headers=SSE_HEADERS)
 
