@@ -76,7 +76,9 @@ class VMManager:
 
     def __init__(self, vms_dir: Path, *, accel: Accel | None = None,
                  isolation: Isolation | None = None):
-        self.vms_dir = Path(vms_dir)
+        # Absolute and canonical: the path is part of QEMU's command line, which is how a VM is
+        # told apart from an unrelated process that reused its pid.
+        self.vms_dir = Path(vms_dir).resolve()
         self._accel = accel
         self._isolation = isolation
 
@@ -97,7 +99,7 @@ class VMManager:
         """Boot `image_dir` (kernel + rootfs.cpio.zst) running `cmd` with `env`; return once
         QEMU is up (the app inside may still be starting: health-check the host port)."""
         vm_dir = self.vm_dir(instance_id)
-        image_dir = Path(image_dir)
+        image_dir = Path(image_dir).resolve()
         kernel, rootfs = image_dir / "kernel", image_dir / "rootfs.cpio.zst"
         for path in (kernel, rootfs):
             if not path.is_file():
