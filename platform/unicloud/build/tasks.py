@@ -61,7 +61,8 @@ def export_commit(repo: Path, commit: str, dest: Path) -> int:
 
 
 def _fail(settings: Settings, build_id: str, log: BuildLog, reason: str) -> None:
-    log(f" !     {reason}")
+    if not (log.lines and reason in log.lines[-1]):  # buildpacks print their own " !" line
+        log(f" !     {reason}")
     with session_scope(settings) as s:
         build = s.get(Build, build_id)
         build.status = "failed"
