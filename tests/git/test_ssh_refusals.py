@@ -102,3 +102,24 @@ def test_host_key_is_persistent_and_private(env, ssh_server_factory):
     assert first.host_key.get_fingerprint() == second.host_key.get_fingerprint()
     assert first.host_key.get_name() == "ssh-ed25519"
     assert env.settings.host_key_path.stat().st_mode & 0o777 == 0o600
+
+
+def test_idle_connection_is_closed(env, ssh_server_factory):
+    """A client that opens receive-pack and then sends nothing is cut off after the idle timeout."""
+    server = ssh_server_factory(idle_timeout=1)
+    cmd = ssh_command(env.alice_key, server.port).split() + ["git@127.0.0.1", f"git-receive-pack '{APP}.git'"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stdout.read().startswith(b"00"), "the ref advertisement came first"
+
+
+def test_session_time_limit(env, ssh_server_factory):
+    """Even a client that keeps the connection busy is disconnected after the overall limit."""
+    server = ssh_server_factory(max_session=2)
+    p = _ssh(env, server.port, "-N", "-o", "ServerAliveInterval=1", "git@127.0.0.1", timeout=30)
+    assert p.returncode == 255

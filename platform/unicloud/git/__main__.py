@@ -13,7 +13,9 @@ from unicloud.git.ssh import GitSSHServer
 def main() -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s git %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("paramiko").setLevel(logging.WARNING)
+    # paramiko logs a full traceback for every scanner or broken client; our one-line
+    # "connection ended: <reason>" per connection says enough.
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     server = GitSSHServer(Settings.from_env())
     server.bind()
     signal.signal(signal.SIGTERM, lambda *_: server.stop())

@@ -173,23 +173,22 @@ def _stream(func, mat, environ, start_response, backend, handlers) -> Iterator[b
 
 
 class _Reader:
-    """`read(n)` over already-read bytes followed by a file, stopping after `limit` bytes."""
+    """`read(n)` over already-read bytes followed by a file, stopping after `limit` bytes.
+
+    The limit makes a body end at Content-Length even on servers (wsgiref) that hand over the raw
+    socket, so a truncated pack fails instead of waiting for bytes that never come.
+    """
 
     def __init__(self, prefix: bytes, f, limit: int | None):
         self._prefix = prefix
         self._f = f
         self._left = limit
 
-    def _take(self, n: int) -> int:
-        if self._left is None:
-            return n
-        n = min(n, self._left)
-        return n
-
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             n = 1 << 62
-        n = self._take(n)
+        if self._left is not None:
+            n = min(n, self._left)
         out = self._prefix[:n]
         self._prefix = self._prefix[n:]
         if len(out) < n:
