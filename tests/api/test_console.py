@@ -35,7 +35,10 @@ def test_apps_and_app_page(api):
     assert "v2 <span class=\"badge\">current</span>" in page
     assert "Set GREETING config vars" in page
     assert "&lt;b&gt;hi&lt;/b&gt;" in page  # config values are escaped
-    assert 'data-stream="/console/apps/shown/logs/stream"' in page
+    # The page opens with the recent lines; the live stream resumes after the last one shown.
+    last = logs.recent(get_redis(api.settings), "shown", 1)[0][0]
+    assert f'data-stream="/console/apps/shown/logs/stream?after={last}"' in page
+    assert "unicloud[api]: Release v2 created by admin@localhost" in page
     assert api.client.get("/apps/unknown").status_code == 404
     r = api.client.post("/logout", follow_redirects=False)
     assert r.status_code == 303 and 'unicloud_token=""' in r.headers["set-cookie"]

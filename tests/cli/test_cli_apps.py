@@ -106,6 +106,8 @@ def test_keys(cli):
     (cli.home / "junk.pub").write_text("garbage\n")
     assert "not an SSH public key" in cli.fails("keys:add", str(cli.home / "junk.pub"))
     assert "cannot read" in cli.fails("keys:add", str(cli.home / "missing.pub"))
+    (cli.home / "stray").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn...\n-----END OPENSSH PRIVATE KEY-----\n")
+    assert "is a private key" in cli.fails("keys:add", str(cli.home / "stray"))
 
     other = cli.home / "ci.pub"
     other.write_text(ssh_public_key("ci") + "\n")

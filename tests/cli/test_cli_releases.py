@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import signal
@@ -14,7 +15,7 @@ from tests.api.test_logs_builds import make_build
 from tests.cli.conftest import UNICLOUD
 from unicloud import logs
 from unicloud.build.log import BuildLog
-from unicloud.db.models import App, Release
+from unicloud.db.models import App, Instance, Release
 from unicloud.db.session import session_scope
 from unicloud.redis_client import get_redis
 
@@ -103,6 +104,19 @@ def test_ps_and_scale(cli):
     assert "is not TYPE=N" in cli.fails("ps:scale", "web=two", "-a", "procs")
     assert "no 'worker' process type" in cli.fails("ps:scale", "worker=1", "-a", "procs")
     assert "from 0 to 20" in cli.fails("ps:scale", "web=50", "-a", "procs")
+
+    with session_scope(cli.settings) as s:
+        app = s.query(App).filter_by(name="procs").one()
+        started = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=3)
+        s.add_all([Instance(id="i-one", app_id=app.id, release_id=app.current_release_id, index=1, state="up",
+                            started_at=started, restarts=2),
+                   Instance(id="i-two", app_id=app.id, release_id=app.current_release_id, index=2, state="crashed",
+                            exit_code=1)])
+    lines = cli.ok("ps", "-a", "procs").splitlines()
+    assert lines[0] == "=== web (2): python app.py"
+    assert lines[1].split() == ["web.1:", "up", "(~", "3m)", "v1", "host=-", "restarts=2", "i-one"]
+    assert lines[2].split() == ["web.2:", "crashed", "(exit", "1)", "v1", "host=-", "restarts=0", "i-two"]
+    assert [i["name"] for i in json.loads(cli.ok("ps", "-a", "procs", "--json"))] == ["web.1", "web.2"]
 
 
 def test_logs_recent_and_filters(cli):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import redis
+from sqlalchemy.exc import IntegrityError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -70,6 +71,17 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(redis.RedisError)
     async def _redis_error(request: Request, exc: redis.RedisError):
         return error_response(503, f"the platform's Redis is unreachable: {exc}")
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity_error(request: Request, exc: IntegrityError):
+        # Two changes raced for the same unique value (e.g. the next release number): safe to retry.
+        log.warning("integrity error on %s %s: %s", request.method, request.url.path, exc.orig)
+        return error_response(409, "a concurrent change got there first; retry the request")
+
+    @app.exception_handler(OperationalError)
+    async def _db_busy(request: Request, exc: OperationalError):
+        log.warning("database error on %s %s: %s", request.method, request.url.path, exc.orig)
+        return error_response(503, f"the platform database is unavailable or busy ({exc.orig}); retry shortly")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -7,6 +7,7 @@ few seconds with a keep-alive comment, so a vanished client is noticed on the ne
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Iterator
 
@@ -18,6 +19,7 @@ from unicloud.db.session import session_scope
 from unicloud.api.deps import redis_for
 
 IDLE_MS = 2000
+STREAM_ID = re.compile(r"^\d+-\d+$")
 BUILD_FINAL = {"succeeded", "failed"}
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -31,6 +33,16 @@ def sse(data: dict | str, *, event: str | None = None, id: str | None = None) ->
         out.append(f"event: {event}")
     out.extend(f"data: {part}" for part in payload.split("\n"))
     return "\n".join(out) + "\n\n"
+
+
+def resume_point(request, after: str | None) -> str:
+    """Where a (re)connecting client resumes: `after`, else the `Last-Event-ID` EventSource sends."""
+    from unicloud.services import ServiceError
+
+    after = request.headers.get("last-event-id") or after or "$"  # a reconnect knows better than the URL
+    if after != "$" and not STREAM_ID.match(after):
+        raise ServiceError(f"invalid stream position {after!r}: use an entry id such as 1733230000000-0", 422)
+    return after
 
 
 def log_entry_json(entry_id: str, fields: dict) -> dict:

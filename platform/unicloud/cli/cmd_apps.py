@@ -171,6 +171,8 @@ def keys_add(path: Annotated[Optional[Path], typer.Argument(help="public key fil
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read {path}: {exc}") from None
+    if "PRIVATE KEY" in text:
+        raise CliError(f"{path} is a private key: never upload it; give the matching .pub file")
     progress(f"Uploading {path} SSH key")
     try:
         key = Api().post("/api/keys", {"public_key": text})

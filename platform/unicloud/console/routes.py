@@ -3,6 +3,7 @@ through the same services as the API, and live views use cookie-authenticated SS
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Form, Request
@@ -11,11 +12,13 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from fastapi.responses import StreamingResponse
 
+from unicloud import logs
 from unicloud.api.deps import Unauthorized, authorize_app
 from unicloud.api.routes.runtime import build_stream_response
 from unicloud.api.serializers import build_json, instance_json, release_json
-from unicloud.api.streams import SSE_HEADERS, app_log_events, live_build_lines
+from unicloud.api.streams import SSE_HEADERS, app_log_events, live_build_lines, resume_point
 from unicloud.db.session import session_scope
+from unicloud.redis_client import get_redis
 from unicloud.services import NotFound, ServiceError, apps as app_service, builds as build_service
 from unicloud.services import releases as release_service
 from unicloud.services.instances import list_instances
@@ -24,6 +27,35 @@ from unicloud.services.tokens import user_for_token
 HERE = Path(__file__).parent
 COOKIE = "unicloud_token"
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+RECENT_LOG_LINES = 100
+
+
+def _when(value: str | None) -> str:
+    """ISO timestamps as `2026-12-03 14:09:43 UTC`."""
+    try:
+        t = dt.datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return value or ""
+    if t is None:
+        return ""
+    t = t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    return f"{t.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+
+
+templates.env.filters["when"] = _when
+templates.env.filters["duration"] = _duration
 router = APIRouter(include_in_schema=False)
 
 
@@ -102,8 +134,19 @@ def app_page(request: Request, name: str):
             "builds": [build_json(b) for b in build_service.list_builds(session, app, 10)],
             "instances": [instance_json(i) for i in list_instances(session, app)],
             "config": dict(sorted((app.config or {}).items())),
+            **_recent_logs(settings, app.name),
         }
         return templates.TemplateResponse(request, "app.html", ctx)
+
+
+def _recent_logs(settings, app_name: str) -> dict:
+    """The page opens with the last lines; the live stream then resumes after the last one shown."""
+    try:
+        entries = logs.recent(get_redis(settings), app_name, RECENT_LOG_LINES)
+    except Exception:  # noqa: BLE001 - the page is still useful without logs
+        return {"log_lines": [], "log_after": "", "logs_unavailable": True}
+    return {"log_lines": [logs.format_entry(f) for _id, f in entries],
+            "log_after": entries[-1][0] if entries else "", "logs_unavailable": False}
 
 
 @router.get("/apps/{name}/builds/{build_id}", response_class=HTMLResponse)
@@ -137,7 +180,11 @@ def console_log_stream(request: Request, name: str, source: str | None = None):
         return _stream_error(exc)
     if source not in (None, "", "app", "router", "unicloud"):
         return Response("unknown source", status_code=422)
-    return StreamingResponse(app_log_events(settings, app_name, source=source or None),
+    try:
+        after = resume_point(request, None)
+    except ServiceError as exc:
+        return _stream_error(exc)
+    return StreamingResponse(app_log_events(settings, app_name, after=after, source=source or None),
                              media_type="text/event-stream", headers=SSE_HEADERS)
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from unicloud import logs
 from unicloud.api.deps import authorize_app, bearer_token, get_session, get_settings, member_app
 from unicloud.api.serializers import drain_json
-from unicloud.api.streams import SSE_HEADERS, app_log_events, log_entry_json
+from unicloud.api.streams import SSE_HEADERS, app_log_events, log_entry_json, resume_point
 from unicloud.config import Settings
 from unicloud.db.models import App
 from unicloud.api.deps import redis_for
@@ -20,7 +20,6 @@ from unicloud.services import ServiceError, drains as drain_service
 
 router = APIRouter(prefix="/api/apps/{name}")
 MAX_LINES = 1500
-STREAM_ID = re.compile(r"^\d+-\d+$")
 PS_FILTER = re.compile(r"^[a-z0-9_-]{1,32}(\.\d{1,4})?$")
 
 
@@ -47,20 +46,13 @@ def recent_logs(n: int = 100, ps: str | None = None, source: str | None = None, 
     return [log_entry_json(entry_id, fields) for entry_id, fields in entries]
 
 
-def _resume_point(request: Request, after: str | None) -> str:
-    after = after or request.headers.get("last-event-id") or "$"
-    if after != "$" and not STREAM_ID.match(after):
-        raise ServiceError(f"invalid stream position {after!r}: use an entry id such as 1733230000000-0", 422)
-    return after
-
-
 @router.get("/logs/stream", tags=["logs"])
 def stream_logs(name: str, request: Request, after: str | None = None, ps: str | None = None,
                 source: str | None = None, settings: Settings = Depends(get_settings)):
     """Server-sent events (`event: log`, `id:` = stream id; resume with `Last-Event-ID` or `after`)."""
     app_name = authorize_app(settings, bearer_token(request), name)
     dyno, source = log_filters(ps, source)
-    start = _resume_point(request, after)
+    start = resume_point(request, after)
     redis_for(settings).ping()  # fail with a JSON error now rather than mid-stream
     return StreamingResponse(app_log_events(settings, app_name, after=start, dyno=dyno, source=source),
                              media_type="text/event-stream", headers=SSE_HEADERS)
