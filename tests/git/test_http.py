@@ -7,7 +7,7 @@ import subprocess
 
 import httpx
 
-from tests.git.helpers import APP, commit, git, make_workdir, server_ref
+from tests.git.helpers import APP, git, make_workdir, server_ref
 
 
 def _url(base: str, token: str, app: str = APP) -> str:
@@ -93,3 +93,40 @@ def test_only_smart_routes_are_served(env, http_base, tmp_path):
         r = c.get("/info/refs", params={"service": "git-upload-pack"})
         assert r.status_code == 200 and r.headers["content-type"] == "application/x-git-upload-pack-advertisement"
     assert httpx.get(f"{http_base}/{APP}.git/info/refs?service=git-upload-pack").status_code == 401
+
+
+def test_client_disconnect_mid_build_over_http(env, http_base, builder, tmp_path):
+    import signal
+    import time
+
+    wd = make_workdir(tmp_path / "wd")
+    head = git("rev-parse", "HEAD", cwd=wd).stdout.strip()
+    builder.release.clear()
+    proc = subprocess.Popen(["git", "push", _url(http_base, env.alice_token), "main"], cwd=wd,
+                            env=dict(os.environ, GIT_TERMINAL_PROMPT="0"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    assert builder.started.wait(60)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    builder.release.set()
+    deadline = time.monotonic() + 30
+    while server_ref(env.settings, APP) != head:
+        assert time.monotonic() < deadline, "the ref never moved after the build finished"
+        time.sleep(0.1)
+    assert builder.deployed == [head]
+
+
+def test_gzip_encoded_upload_pack_request(env, http_base, tmp_path):
+    """git gzips large fetch negotiations; the body must be inflated before dulwich reads it."""
+    import gzip
+
+    wd = make_workdir(tmp_path / "wd")
+    git("push", _url(http_base, env.alice_token), "main", cwd=wd)
+    head = git("rev-parse", "HEAD", cwd=wd).stdout.strip()
+    want = f"want {head} side-band-64k thin-pack ofs-delta\n".encode()
+    body = b"%04x" % (len(want) + 4) + want + b"0000" + b"0009done\n"
+    r = httpx.post(f"{http_base}/{APP}.git/git-upload-pack", content=gzip.compress(body),
+                   auth=("user", env.alice_token), timeout=30,
+                   headers={"Content-Type": "application/x-git-upload-pack-request", "Content-Encoding": "gzip"})
+    assert r.status_code == 200, r.text
+    assert b"PACK" in r.content

@@ -8,7 +8,6 @@ import subprocess
 import threading
 import time
 
-import pytest
 
 from tests.git.conftest import SSHRemote
 from tests.git.helpers import APP, commit, git, make_workdir, server_ref, ssh_command
@@ -196,7 +195,7 @@ def test_concurrent_pushes_none_lost(env, ssh_server, builder, tmp_path):
             if not clean:
                 errors.append(f"client {i}: {p.stderr}")
                 return
-            rejected_cleanly.append(i)
+            rejected_cleanly.append("server" if "moved while you pushed" in p.stderr else "client")
             git("pull", "-q", "--rebase", "origin", "main", cwd=d, env_extra=alice.env, timeout=300)
         errors.append(f"client {i}: never landed")
 
@@ -208,6 +207,8 @@ def test_concurrent_pushes_none_lost(env, ssh_server, builder, tmp_path):
     assert not errors, "\n".join(errors)
     assert len(landed) == 20
     assert rejected_cleanly, "the pushes never overlapped, so the test proved nothing"
+    print(f"rejections: {rejected_cleanly.count('server')} by the server's lock/compare-and-swap, "
+          f"{rejected_cleanly.count('client')} by git itself (it saw the newer tip)")
     check = tmp_path / "check"
     git("clone", "-q", alice.url(), str(check), env_extra=alice.env)
     log = git("log", "--format=%s", cwd=check).stdout
@@ -218,3 +219,23 @@ def test_concurrent_pushes_none_lost(env, ssh_server, builder, tmp_path):
     assert len(builder.deployed) == 21
     assert set(landed) <= set(builder.deployed)
     assert server_ref(env.settings, APP) == builder.deployed[-1]
+
+
+def test_deploy_crash_is_reported_not_hung_up(env, tmp_path):
+    """If the deploy machinery itself breaks (e.g. Redis down), git still gets a clear rejection."""
+    import unicloud.git.ssh as ssh_mod
+
+    def broken_deploy(*args, **kwargs):
+        raise ConnectionError("Error 111 connecting to redis")
+
+    server = ssh_mod.GitSSHServer(env.settings, host="127.0.0.1", port=0, deploy=broken_deploy)
+    server.start()
+    try:
+        remote = SSHRemote(server.port, env.alice_key)
+        wd = make_workdir(tmp_path / "wd")
+        p = git("push", remote.url(), "main", cwd=wd, env_extra=remote.env, check=False)
+        assert p.returncode != 0
+        assert "! [remote rejected] main -> main (deploy failed: internal error on the server" in p.stderr
+        assert server_ref(env.settings, APP) is None
+    finally:
+        server.stop()

@@ -21,6 +21,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from typing import Callable, Iterable, Iterator
 from urllib.parse import parse_qs
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 _ROUTE = re.compile(r"^/(?P<app>[a-z][a-z0-9-]{0,28}[a-z0-9])\.git/(?P<what>info/refs|git-upload-pack|git-receive-pack)$")
 _QUEUE_CHUNKS = 64  # ~4 MB of pack in flight per response at most
+_STALL_TIMEOUT = 300.0  # seconds a response may stop being read before the client counts as gone
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
@@ -122,12 +124,16 @@ def _stream(func, mat, environ, start_response, backend, handlers) -> Iterator[b
     gone = threading.Event()
 
     def put(item) -> None:
-        while not gone.is_set():
+        # A response nobody reads (client gone, server not closing the iterator) must not block
+        # the push thread forever: a deploy in progress has to finish and move its ref.
+        deadline = time.monotonic() + _STALL_TIMEOUT
+        while not gone.is_set() and time.monotonic() < deadline:
             try:
                 chunks.put(item, timeout=0.5)
                 return
             except queue.Full:
                 continue
+        gone.set()
         if item[0] == "data":
             raise _ClientGone("the HTTP client went away")
 

@@ -137,8 +137,12 @@ class DeployingReceivePackHandler(ReceivePackHandler):
                 return f"deleting {short} is not allowed: it is the deployed branch".encode()
             if kind != "commit":
                 return f"{short} must point at a commit, not a {kind}".encode()
-            result = self.deploy(self.settings, app=self.app, user_id=self.user_id, ref=name,
-                                 old=old.decode(), new=new.decode(), out=self.say)
+            try:
+                result = self.deploy(self.settings, app=self.app, user_id=self.user_id, ref=name,
+                                     old=old.decode(), new=new.decode(), out=self.say)
+            except Exception:  # noqa: BLE001 - the pusher gets a reason instead of a hang-up
+                log.exception("push to %s: deploy crashed", self.app)
+                return b"deploy failed: internal error on the server (see the git server log); branch not moved"
             if not result.ok:
                 return result.reason.replace("\n", " ").encode("utf-8", "replace") or b"deploy failed"
             return b"ok"
