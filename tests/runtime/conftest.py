@@ -3,6 +3,7 @@ the scheduler and the router (nginx), each as its own process like under `uniclo
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -228,15 +229,17 @@ def runtime_image(tmp_path_factory):
     return store / digest, digest, manifest
 
 
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory, runtime_image):
-    for tool in ("redis-server", "qemu-system-x86_64", "/usr/sbin/nginx"):
-        if not shutil.which(tool):
-            pytest.skip(f"{tool} is not installed")
-    tmp = tmp_path_factory.mktemp("rt")
+TEST_ENV = {"UNICLOUD_WARM_WINDOW": "25", "UNICLOUD_DRAIN_GRACE": "3", "UNICLOUD_STOP_GRACE": "3",
+            "UNICLOUD_HOST_CAPACITY_MB": "2048", "UNICLOUD_ACCEL": "tcg", "UNICLOUD_ROUTER_WORKERS": "1",
+            "UNICLOUD_HEALTH_TIMEOUT": "60", "PYTHONUNBUFFERED": "1"}
+
+
+@contextlib.contextmanager
+def running_runtime(tmp: Path, image: tuple[Path, str, dict], **overrides: str):
+    """Redis + migrated SQLite + agent + scheduler + router in `tmp`, with one app holding `image`."""
     data = tmp / "d"
     (data / "images").mkdir(parents=True)
-    image_dir, digest, manifest = runtime_image
+    image_dir, digest, manifest = image
     shutil.copytree(image_dir, data / "images" / digest)
     # TCP, not the unix socket: Celery's broker (kombu) does not understand redis-py's unix:// URLs.
     redis_port = free_port()
@@ -248,11 +251,8 @@ def runtime(tmp_path_factory, runtime_image):
                         redis_url=f"redis://127.0.0.1:{redis_port}/0",
                         router_port=free_port(), host_name="local")
     base = 20000 + (os.getpid() % 200) * 40
-    env = dict(os.environ, **settings.to_env(),
-               UNICLOUD_PORT_RANGE=f"{base}-{base + 39}",
-               UNICLOUD_WARM_WINDOW="25", UNICLOUD_DRAIN_GRACE="3", UNICLOUD_STOP_GRACE="3",
-               UNICLOUD_HOST_CAPACITY_MB="2048", UNICLOUD_ACCEL="tcg", UNICLOUD_ROUTER_WORKERS="1",
-               UNICLOUD_HEALTH_TIMEOUT="60", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, **settings.to_env(), UNICLOUD_PORT_RANGE=f"{base}-{base + 39}",
+               **dict(TEST_ENV, **overrides))
     for key in ("UNICLOUD_WARM_WINDOW", "UNICLOUD_DRAIN_GRACE", "UNICLOUD_PORT_RANGE", "UNICLOUD_HEALTH_TIMEOUT"):
         os.environ[key] = env[key]  # the test process reads some of them too
 
@@ -290,6 +290,15 @@ def runtime(tmp_path_factory, runtime_image):
             rt.procs["agent"].stop()
         redis_proc.terminate()
         redis_proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory, runtime_image):
+    for tool in ("redis-server", "qemu-system-x86_64", "/usr/sbin/nginx"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed")
+    with running_runtime(tmp_path_factory.mktemp("rt"), runtime_image) as rt:
+        yield rt
 
 
 def _port_open(port: int) -> bool:

@@ -209,6 +209,10 @@ class Agent:
             with session_scope(self.settings) as s:
                 transition(s, instance_id, ACTIVE, state="stopped", exit_code=code)
         self.r.hdel(self.offsets_key, instance_id)
+        try:  # its console went to the log stream; the initrd copy is the size of the image
+            self.vms.remove(instance_id)
+        except Exception:
+            pass
         return {"stopped": instance_id, "exit_code": code}
 
     # ------------------------------------------------------------------ monitoring
