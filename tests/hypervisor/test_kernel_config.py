@@ -45,3 +45,21 @@ def test_cached_kernel_has_every_requested_option(kernel):
     assert missing_options(requested, parse_config(config)) == []
     assert "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y" in config
     assert kernel.stat().st_size < 3_000_000
+
+
+@pytest.mark.slow
+def test_real_olddefconfig_drop_fails_the_build(tmp_path, monkeypatch):
+    """End to end up to `olddefconfig`: VIRTIO_NET without NET cannot survive, so the build stops
+    with the dropped option named, before compiling anything."""
+    from unicloud.image.kernel import build
+
+    fragments = tmp_path / "fragments"
+    fragments.mkdir()
+    (fragments / "broken.config").write_text("CONFIG_VIRTIO_MENU=y\nCONFIG_VIRTIO_NET=y\n# CONFIG_NET is not set\n")
+    monkeypatch.setattr(build, "FRAGMENT_DIR", fragments)
+    monkeypatch.setenv("UNICLOUD_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(KernelConfigError) as exc:
+        build.ensure_kernel("broken", progress=False)
+    assert any(d.startswith("CONFIG_VIRTIO_NET:") for d in exc.value.dropped)
+    assert not list((tmp_path / "cache" / "kernels").glob("*/bzImage"))
+    assert not list((tmp_path / "cache" / "kernels").glob("*.build"))  # work tree cleaned up
