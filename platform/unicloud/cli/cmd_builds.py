@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -57,29 +57,6 @@ def cache_purge(app_name: AppOpt = None):
     echo(f"done, {human_size(result['bytes'])} freed" if result["purged"] else "done, it was empty")
 
 
-def _find(data: Any, *names: str) -> Any:
-    """The first of `names` found in `data` or one level down: the inspector's layout may grow."""
-    if not isinstance(data, dict):
-        return None
-    for name in names:
-        if name in data:
-            return data[name]
-    for value in data.values():
-        if isinstance(value, dict):
-            for name in names:
-                if name in value:
-                    return value[name]
-    return None
-
-
-def _summary(value: Any) -> str:
-    if isinstance(value, dict):
-        return ", ".join(f"{k}=({_summary(v)})" if isinstance(v, dict) else f"{k}={_summary(v)}" for k, v in value.items())
-    if isinstance(value, list):
-        return f"{len(value)} entries"
-    return str(value)
-
-
 @app.command("images:inspect")
 def inspect(version: Annotated[str, typer.Argument(help="vN (default: the current release)")] = "current",
             app_name: AppOpt = None, as_json: JsonOpt = False):
@@ -90,27 +67,36 @@ def inspect(version: Annotated[str, typer.Argument(help="vN (default: the curren
         return print_json(data)
     header(f"{target} v{data.get('release')} image")
     sizes = data.get("sizes") if isinstance(data.get("sizes"), dict) else {}
+    runtime = data.get("runtime")
+    if isinstance(runtime, dict):
+        runtime = " ".join(str(runtime[k]) for k in ("runtime", "version") if runtime.get(k))
+    rootfs = human_size(sizes.get("rootfs", data.get("rootfs_size")))
+    if sizes.get("rootfs_uncompressed"):
+        rootfs += f" ({human_size(sizes['rootfs_uncompressed'])} unpacked"
+        rootfs += f", {data['files']} files)" if isinstance(data.get("files"), int) else ")"
     key_values([
         ("Digest", data.get("digest")),
+        ("Runtime", f"{runtime} (kernel flavour {data['flavour']})" if data.get("flavour") else runtime),
         ("Kernel", human_size(sizes.get("kernel", data.get("kernel_size")))),
-        ("Rootfs", human_size(sizes.get("rootfs", data.get("rootfs_size")))),
+        ("Rootfs", rootfs),
         ("Total", human_size(sizes.get("total", data.get("total_size")))),
     ])
-    sha = _find(data, "sha256", "sha256s", "files_sha256")
+    sha = data.get("sha256")
     if isinstance(sha, dict):
         for name, digest in sha.items():
             echo(f"sha256 {name}: {digest}")
-    elif sha:
-        echo(f"sha256: {sha}")
     audit = data.get("audit")
     if isinstance(audit, dict):
         verdict = "passed" if audit.get("passed") else "FAILED"
-        echo(f"Audit: {verdict} ({audit.get('checked', '?')} files checked, {len(audit.get('violations') or [])} violations)")
-        for v in (audit.get("violations") or [])[:20]:
+        violations = audit.get("violations") or []
+        echo(f"Audit: {verdict} ({audit.get('checked', '?')} files checked, {len(violations)} violations)")
+        for v in violations[:20]:
             echo(f"  {v.get('path')}: {v.get('rule')} {v.get('detail', '')}".rstrip())
-    sbom = _find(data, "sbom_summary", "sbom")
+    sbom = data.get("sbom")
     if isinstance(sbom, dict):
-        echo(f"SBOM: {_summary(sbom)}")
+        by_source = ", ".join(f"{k}={v}" for k, v in (sbom.get("by_source") or {}).items())
+        echo(f"SBOM: {sbom.get('files', '?')} files, {sbom.get('packages', '?')} packages"
+             + (f" (by source: {by_source})" if by_source else ""))
 
 
 @app.command("images:export")

@@ -108,13 +108,20 @@ def inspect(version: str, app: App = Depends(member_app), session: Session = Dep
     path = image_dir(settings, release)
     try:
         from unicloud.image.inspect import inspect_image
+        from unicloud.image.store import ImageStoreError
     except ImportError:
         raise Unavailable("image inspection is not available in this installation (unicloud.image.inspect is missing)") from None
-    files = [{"name": f, "size": (path / f).stat().st_size, "url": f"/api/apps/{app.name}/images/v{release.version}/files/{f}"}
-             for f in IMAGE_FILES if (path / f).is_file()]
-    # The inspector's report is the body (audit, sbom, sha256, ...); the API adds where it came from.
-    report = dict(inspect_image(path))
-    for key, value in {"app": app.name, "release": release.version, **image_json(release.image), "files": files}.items():
+    try:
+        report = dict(inspect_image(path))
+    except ImageStoreError as exc:
+        raise ServiceError(f"the stored image of v{release.version} failed verification: {exc}", 500) from None
+    # The inspector's report is the body (sizes, sha256, audit, sbom, ...); the API adds where it
+    # came from and where each file can be downloaded.
+    downloads = [{"name": f, "size": (path / f).stat().st_size,
+                  "url": f"/api/apps/{app.name}/images/v{release.version}/files/{f}"}
+                 for f in IMAGE_FILES if (path / f).is_file()]
+    for key, value in {"app": app.name, "release": release.version, **image_json(release.image),
+                       "downloads": downloads}.items():
         report.setdefault(key, value)
     return report
 
