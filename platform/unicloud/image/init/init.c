@@ -418,16 +418,20 @@ static int signal_by_name(const char *s) {
     return 0;
 }
 
-/* Read complete lines from the control port; returns a signal to send or 0. */
-static int read_control(int fd, char *line, size_t *len, size_t cap) {
+static void forward(pid_t app, int sig) {
+    if (kill(-app, sig) && kill(app, sig))
+        logmsg("cannot forward signal %d: %s", sig, strerror(errno));
+}
+
+/* Read complete lines from the control port and forward each named signal. */
+static void read_control(int fd, pid_t app, char *line, size_t *len, size_t cap) {
     char c;
-    int sig = 0;
     while (read(fd, &c, 1) == 1) {
         if (c == '\n' || c == '\r') {
             line[*len] = 0;
             if (*len) {
-                int s = signal_by_name(line);
-                if (s) sig = s;
+                int sig = signal_by_name(line);
+                if (sig) forward(app, sig);
                 else logmsg("ignoring unknown control request \"%.40s\"", line);
             }
             *len = 0;
@@ -435,12 +439,6 @@ static int read_control(int fd, char *line, size_t *len, size_t cap) {
             line[(*len)++] = c;
         }
     }
-    return sig;
-}
-
-static void forward(pid_t app, int sig) {
-    if (kill(-app, sig) && kill(app, sig))
-        logmsg("cannot forward signal %d: %s", sig, strerror(errno));
 }
 
 /* Outside PID 1 the program never touches the system: `init --check CMD` parses CMD against
@@ -541,8 +539,7 @@ int main(int argc, char **argv) {
         struct pollfd pfd = {.fd = control, .events = POLLIN};
         int r = ppoll(&pfd, control >= 0 ? 1 : 0, NULL, &empty);
         if (r > 0 && (pfd.revents & POLLIN)) {
-            int sig = read_control(control, line, &linelen, sizeof line);
-            if (sig) forward(app, sig);
+            read_control(control, app, line, &linelen, sizeof line);
         } else if (r > 0 && (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))) {
             logmsg("control channel failed; signals still reach the app via init");
             close(control); /* never spin on a dead descriptor */
