@@ -71,6 +71,22 @@ def table_row(r: Result) -> str:
     return "| " + " | ".join(_cell(c) for c in cells) + " |"
 
 
+BASELINES = [
+    "- **Conventional Debian VM**: `debootstrap --variant=minbase` bookworm with systemd, udev, "
+    "python3 and `linux-image-cloud-amd64`; the same `tests/apps/python-hello/app.py` as a systemd "
+    "service; the root packed by `mke2fs -d` into ext4 and stored as qcow2; booted with Debian's own "
+    "vmlinuz + initrd from that root in the same QEMU and accelerator as unicloud "
+    "(`-M q35`, virtio-blk, virtio-net, user-mode net with hostfwd). Built once per machine "
+    "and cached under `<cache_dir>/bench/conventional/`.",
+    "- **Native process**: the same `app.py` run by the host's `/usr/bin/python3` (Debian's 3.11, "
+    "the interpreter both images carry), timed from exec to first HTTP 200: the floor for boot time.",
+    "- **Direct to the VM**: the same `wrk` load sent to the VM's forwarded port, bypassing the router.",
+    "- **`git push file://`**: git's own receive-pack, no network, same repository, same run.",
+    "- **Native restart**: `git push file://`, `git archive` into a directory and a plain stop/start of "
+    "the native process; its failed requests come from the same load loop as unicloud's.",
+    "- **Cold build**: the same app built by the same `run_build` with an empty per-app cache.",
+]
+
 HEADER = ("| Metric | Unit | unicloud (median) | Baseline | baseline (median) | Ratio | Runs (u / b) "
           "| unicloud min / median / max | baseline min / median / max | Notes |")
 
@@ -106,6 +122,7 @@ def render_markdown(results: list[Result], machine: Machine, *, quick: bool, ela
     ]
     if chart_name:
         lines += [f"![Image size and boot time, unicloud vs baselines]({chart_name})", ""]
+    lines += ["## How the baselines are made", "", *BASELINES, ""]
     lines += [
         "## Figures from elsewhere (not measured here)",
         "",
