@@ -39,7 +39,7 @@ def test_deploy_v1(runtime):
     assert rel.status == "succeeded", (rel.failure_reason, runtime.dump())
     TIMES["deploy v1 (cold boot)"] = took
     status, body, headers = runtime.get()
-    assert (status, body) == (200, "hello one")
+    assert (status, body) == (200, "hello one"), runtime.dump()
     assert len(headers.get("X-Request-Id", "")) == 32
     assert runtime.body("/env/DYNO") == "web.1"
     assert runtime.body("/env/PORT") == "8080"

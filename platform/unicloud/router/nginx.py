@@ -33,6 +33,15 @@ def _children(pid: int) -> set[int]:
     return {int(x) for x in text.split()}
 
 
+def _shutting_down(pid: int) -> bool:
+    """True if `pid` is gone or is an nginx worker that stopped accepting connections."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return not title or b"shutting down" in title or b"worker process" not in title
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -134,18 +143,24 @@ class Nginx:
             return self.proc.poll() is None
         return self.pid is not None and _alive(self.pid)
 
-    def reload(self, timeout: float = 5.0) -> None:
-        """SIGHUP, then wait until a worker with the new config exists (old ones drain on their own)."""
+    def reload(self, timeout: float = 10.0) -> None:
+        """SIGHUP, then wait until the new config is the only one accepting connections.
+
+        The master starts new workers, then asks the old ones to shut down gracefully; an old
+        worker retitles itself "worker process is shutting down" right before it closes its
+        listening sockets, and then only finishes the requests it already has. So once every old
+        worker has that title (or is gone), each new connection gets the new config."""
         if not self.pid or not self.running():
             raise NginxError("nginx is not running")
         before = _children(self.pid)
         os.kill(self.pid, signal.SIGHUP)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if _children(self.pid) - before:
+            now = _children(self.pid)
+            if now - before and all(_shutting_down(pid) for pid in before & now):
                 return
-            time.sleep(0.01)
-        raise NginxError("nginx did not start new workers after SIGHUP (see router/logs/error.log)")
+            time.sleep(0.005)
+        raise NginxError("nginx did not switch to the new config after SIGHUP (see router/logs/error.log)")
 
     def reopen_logs(self) -> None:
         if self.pid and self.running():
