@@ -174,7 +174,7 @@ def _fmt(r, app: str, text: str):
 
 def test_builds_and_cache(cli):
     cli.ok("create", "built")
-    assert cli.ok("builds", "-a", "built").strip() == "built has no builds yet: git push to build"
+    assert cli.ok("builds", "-a", "built").strip() == "built has no builds yet: build with `git push unicloud main`"
     done = make_build(cli.settings, "built", "succeeded", log="-----> Python app detected\n-----> Done\n")
     rows = json.loads(cli.ok("builds", "-a", "built", "--json"))
     assert [b["id"] for b in rows] == [done]

@@ -18,6 +18,14 @@ def q(segment: str) -> str:
     return quote(str(segment), safe="")
 
 
+class ApiError(CliError):
+    """An error answer from the API; `status` lets callers retry server-side failures."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
 def error_message(resp: httpx.Response) -> str:
     try:
         body = resp.json()
@@ -50,7 +58,7 @@ class Api:
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
         if resp.status_code >= 400:
-            raise CliError(error_message(resp))
+            raise ApiError(error_message(resp), resp.status_code)
         if not resp.content:
             return None
         try:
@@ -76,7 +84,7 @@ class Api:
             with self.http.stream("GET", path) as resp:
                 if resp.status_code >= 400:
                     resp.read()
-                    raise CliError(error_message(resp))
+                    raise ApiError(error_message(resp), resp.status_code)
                 size = 0
                 with open(dest, "wb") as fh:
                     for chunk in resp.iter_bytes(1 << 20):
@@ -96,7 +104,7 @@ class Api:
                               headers=headers, timeout=timeout) as resp:
             if resp.status_code >= 400:
                 resp.read()
-                raise CliError(error_message(resp))
+                raise ApiError(error_message(resp), resp.status_code)
             event_id, event, data = None, "message", []
             for line in resp.iter_lines():
                 if line == "":

@@ -25,7 +25,7 @@ def builds(app_name: AppOpt = None, as_json: JsonOpt = False,
     if as_json:
         return print_json(rows)
     if not rows:
-        echo(f"{target} has no builds yet: git push to build")
+        echo(f"{target} has no builds yet: build with `git push unicloud main`")
         return
     header(f"{target} Builds")
     columns([b["id"], b["status"], (b["commit"] or "")[:7], b["user"] or "", when(b["created_at"]),

@@ -10,7 +10,7 @@ import httpx
 import typer
 
 from unicloud.cli.base import AppOpt, JsonOpt, app, app_path, resolve_app
-from unicloud.cli.client import Api, parse_event_data
+from unicloud.cli.client import Api, ApiError, parse_event_data
 from unicloud.cli.credentials import CliError
 from unicloud.cli.output import echo, header, print_json
 
@@ -40,6 +40,10 @@ def follow(api: Api, target: str, after: str | None, ps: str | None, source: str
             problem = "the platform closed the log stream"
         except (httpx.TransportError, httpx.StreamError) as exc:
             problem = f"lost the log stream ({type(exc).__name__})"
+        except ApiError as exc:
+            if exc.status < 500:  # a bad token or a destroyed app will not fix itself
+                raise
+            problem = f"the platform is not ready ({exc})"
         if disconnected_at is None:
             disconnected_at = time.monotonic()
             _notice(f"unicloud: {problem}; reconnecting...")

@@ -93,7 +93,7 @@ def releases(app_name: AppOpt = None, as_json: JsonOpt = False,
     if as_json:
         return print_json(rows)
     if not rows:
-        echo(f"{target} has no releases yet: git push {target} to deploy")
+        echo(f"{target} has no releases yet: deploy with `git push unicloud main`")
         return
     current = next((r for r in rows if r["current"]), None)
     header(f"{target} Releases" + (f" - Current: v{current['version']}" if current else ""))
