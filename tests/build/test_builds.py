@@ -17,6 +17,8 @@ CASES = {
     "django": ("debian-trixie", "python", "css: /static/site."),
     "cext": ("debian-bookworm", "python", "&lt;from cext&gt;"),
     "go-hello": ("debian-bookworm-go", "go", "from go-hello!"),
+    "poetry-waitress": ("debian-bookworm", "python", "from poetry-waitress!"),
+    "pyproject-314": ("debian-sid", "python", "from pyproject-314!"),
 }
 
 
@@ -52,6 +54,10 @@ def test_sample_app_builds_and_serves_config(app, tmp_path):
             assert "speedups: /app/.venv/lib/python3.11/site-packages/markupsafe/_speedups" in body
             assert any(p.endswith(".so") and "markupsafe/_speedups" in p for p in m["elf"])
             assert "Building wheel for markupsafe" in log.text  # compiled here, not a wheel from PyPI
+        if app == "poetry-waitress":
+            assert "Installing dependencies from poetry.lock with poetry" in log.text
+        if app == "pyproject-314":
+            assert m["version"].startswith("3.14.") and "Installing pyproject.toml dependencies with pip" in log.text
         if app == "django":
             assert "static file" in log.text and (out.root / "app/staticfiles/staticfiles.json").is_file()
     assert_no_mounts(tmp_path)

@@ -7,7 +7,9 @@ the git push shows to the developer.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -23,7 +25,10 @@ from unicloud.build.procfile import ProcfileError, parse_procfile
 from unicloud.build.sandbox import Bind, Sandbox, SandboxTimeout, base_env, cleanup_stale_mounts
 from unicloud.build.stack import DEFAULT_STACK, StackError, ensure_stack
 
-BUILDPACKS_DIR = Path(unicloud.__file__).resolve().parents[2] / "buildpacks"
+# The repo's buildpacks/ (the package is installed editable from the repo); overridable for
+# deployments that ship buildpacks elsewhere.
+BUILDPACKS_DIR = Path(os.environ.get("UNICLOUD_BUILDPACKS_DIR")
+                      or Path(unicloud.__file__).resolve().parents[2] / "buildpacks")
 BUILDPACK_ORDER = ("python", "go")
 MANIFEST = "app/.unicloud/runtime.json"
 NO_BUILDPACK = "no buildpack detected: add requirements.txt, pyproject.toml or go.mod"
@@ -198,7 +203,10 @@ class _Build:
 
     def _compile(self, buildpack: str, stack: str) -> None:
         self.log(f"-----> Building on the {stack} stack with the {buildpack} buildpack")
-        code, lines = self._run(buildpack, "compile", "/app", "/cache", "/env")
+        # Two builds of one app must not rewrite its cache at the same time.
+        with open(self.cache_dir / ".build.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            code, lines = self._run(buildpack, "compile", "/app", "/cache", "/env")
         if code != 0:
             raise BuildError(_failure_reason(lines) or f"{buildpack} buildpack failed to compile the app (exit {code})")
 
