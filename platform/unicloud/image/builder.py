@@ -117,10 +117,19 @@ def _build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_e
         init = ensure_init()
     kernel_path, kernel_key = _kernel(flavour, kernel)
 
+    phases: dict[str, float] = {}
+    mark = [time.monotonic()]
+
+    def phase(name: str) -> None:
+        now = time.monotonic()
+        phases[name] = round(now - mark[0], 2)
+        mark[0] = now
+
     base_excluded = rootfs_mod.make_excluder(manifest)
     plan = None
     if manifest["runtime"] == "python":
         plan = prune_stdlib(root, manifest, excluded=base_excluded, log=log)
+        phase("stdlib")
         for note in plan.notes:
             log(f"stdlib: {note}")
     dropped = tuple(plan.dropped) if plan else ()
@@ -147,17 +156,20 @@ def _build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_e
             cb.add_elf(so, "stdlib extension module")
     cb.add_always_dlopened()
     cb.add_ca_certificates()
+    phase("closure")
 
     fs = rootfs_mod.assemble(root, manifest, cb.closure, Path(init), plan)
     entries = fs.finalise(source_date_epoch)
     audit = audit_entries(entries)
     if not audit.passed:
         raise ImageAuditError(audit.as_dict()["violations"])
+    phase("assemble+audit")
     log(f"image: rootfs of {len(entries)} entries passed the audit")
 
     staging = store.staging_dir()
     try:
         uncompressed = rootfs_mod.pack(entries, staging / "rootfs.cpio.zst", level=zstd_level)
+        phase("pack")
         shutil.copyfile(kernel_path, staging / "kernel")
         rootfs_sha = file_sha256(staging / "rootfs.cpio.zst")
         sbom = build_sbom(root, manifest, entries, fs.origins,
@@ -188,11 +200,12 @@ def _build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_e
         image_manifest["digest"] = manifest_digest(image_manifest)
         (staging / "manifest.json").write_bytes(canonical_json(image_manifest))
         digest = store.put(staging)
+        phase("sbom+store")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     log(f"image: {digest[:12]} kernel {kernel_size / 1e6:.2f} MB + rootfs "
         f"{rootfs_size / 1e6:.2f} MB ({uncompressed / 1e6:.1f} MB unpacked, "
         f"{image_manifest['rootfs']['files']} files) = {image_manifest['total_size'] / 1e6:.2f} MB"
-        f" in {time.monotonic() - started:.1f}s")
+        f" in {time.monotonic() - started:.1f}s ({', '.join(f'{k} {v}s' for k, v in phases.items())})")
     return ImageRecord(digest, store.get(digest), image_manifest)

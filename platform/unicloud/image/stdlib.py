@@ -48,10 +48,10 @@ BASE_MODULES = (
 # reaches) imports them statically; they hold ~10 MB of vendored code and pull half the stdlib.
 BUILD_TOOL_PACKAGES = ("setuptools", "pkg_resources", "_distutils_hack", "wheel")
 BUILD_TOOL_FILES = ("distutils-precedence.pth",)
-# Codecs that need a CJK codec extension (~0.9 MB of .so); an app that decodes these charsets
-# must import the codec (or name it in the manifest's `elf`) for it to ship.
+# Codecs that need a CJK codec extension (~0.9 MB of .so) or libbz2; an app that decodes these
+# charsets must import the codec for it to ship.
 CJK_ENCODINGS = re.compile(r"^(big5|big5hkscs|cp932|cp949|cp950|euc_.*|gb2312|gbk|gb18030|hz|"
-                           r"iso2022_.*|johab|shift_jis.*)$")
+                           r"iso2022_.*|johab|shift_jis.*|bz2_codec)$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _APP_SPEC = re.compile(r"^([A-Za-z_][\w.]*):[A-Za-z_][\w.()]*$")
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -208,21 +208,26 @@ def prune_stdlib(root: Path, manifest: dict, *, excluded=lambda p: False,
             if n:
                 by_top.setdefault(n.split(".")[0], set()).add(n)
     path = [workdir, *site_packages, stdlib, dynload_dir]
-
-    def analyse(seeds: set[str]) -> dict[str, str]:
-        res = run_probe(root, interpreter, {"mode": "analyse", "path": path,
-                                             "modules": sorted(seeds),
-                                             "excludes": list(EXCLUDED_PACKAGES)})
-        return {n: f for n, f in res["modules"].items() if f}
-
-    first = analyse(names)
+    all_site = set().union(*by_top.values()) if by_top else set()
+    scanned = run_probe(root, interpreter, {
+        "mode": "scan", "path": path, "roots": sorted(names | all_site),
+        "excludes": list(EXCLUDED_PACKAGES)})
+    graph = scanned["graph"]
     traced_files = {n: f for n, f in traced["modules"].items()
                     if f and n.split(".")[0] not in BUILD_TOOL_PACKAGES}
-    reached = {n.split(".")[0] for n, f in {**first, **traced_files}.items()
-               if f and any(f.startswith(sp + "/") for sp in site_packages)}
-    for top in reached:
-        names |= by_top.get(top, set())
-    found = analyse(names) | traced_files
+
+    def in_site(n: str) -> bool:
+        f = graph.get(n, {}).get("file") or traced_files.get(n) or ""
+        return any(f.startswith(sp + "/") for sp in site_packages)
+
+    def is_stdlib(n: str) -> bool:
+        f = graph[n]["file"]
+        return f is None or (f.startswith(stdlib + "/") and not in_site(n))
+
+    app_text = b"".join(host_path(root, f).read_bytes() for f in app_files)
+    found_names, reached = closure_of(graph, names, in_site, by_top, app_text, is_stdlib)
+    found = {n: graph[n]["file"] for n in found_names if graph[n]["file"]} | traced_files
+    reached |= {n.split(".")[0] for n in traced_files if in_site(n)}
     dropped = _build_tools_to_drop(root, site_packages, reached)
     if dropped:
         log(f"stdlib: not shipping unused build tooling: "
@@ -269,6 +274,67 @@ def prune_stdlib(root: Path, manifest: dict, *, excluded=lambda p: False,
             base64.b64decode(b64)
     return StdlibPlan(zip_path, zip_bytes, sorted(zip_sources), sorted(dynload), landmark,
                       pycache, sorted(dropped), notes)
+
+
+# Optional capabilities that drag large native libraries in (libssl+libcrypto 5.4 MB, liblzma,
+# libbz2, libsqlite3, ...). The stdlib imports them under `try: ... except ImportError`, so they
+# ship only when something needs them: a hard import anywhere, any import from the app or its
+# packages, the traced run, or (for OpenSSL) an https:// URL in the app's own code.
+HEAVY_GROUPS = {
+    "openssl": ("ssl", "_ssl", "_hashlib"),
+    "lzma": ("lzma", "_lzma"),
+    "bz2": ("bz2", "_bz2"),
+    "sqlite3": ("sqlite3", "_sqlite3"),
+    "dbm": ("dbm", "_dbm", "_gdbm"),
+}
+_HEAVY = {m: g for g, mods in HEAVY_GROUPS.items() for m in mods}
+
+
+def closure_of(graph: dict, roots: set[str], in_site, by_top: dict[str, set[str]],
+               app_text: bytes, is_stdlib) -> tuple[set[str], set[str]]:
+    """Modules needed from the scanned import graph; and the site-packages distributions
+    reached. Hard edges are always followed, soft ones unless they lead into a heavy group
+    that nothing else enables. Every module of a reached distribution is a root: code loaded
+    by string (gunicorn workers, Django middleware) lives in a package that is reached."""
+    needed: set[str] = set()
+    deferred: dict[str, set[str]] = {}
+    enabled: set[str] = set()
+    if b"https://" in app_text:
+        enabled.add("openssl")
+    reached: set[str] = set()
+    queue = [r for r in sorted(roots) if r in graph]
+
+    def group_of(name: str) -> str | None:
+        return _HEAVY.get(name) or _HEAVY.get(name.split(".")[0])
+
+    def enable(group: str) -> None:
+        if group not in enabled:
+            enabled.add(group)
+            queue.extend(sorted(deferred.pop(group, set())))
+
+    while queue:
+        name = queue.pop()
+        if name in needed or name not in graph:
+            continue
+        needed.add(name)
+        g = group_of(name)
+        if g:
+            enable(g)
+        if in_site(name):
+            top = name.split(".")[0]
+            if top not in reached:
+                reached.add(top)
+                queue.extend(sorted(by_top.get(top, set())))
+        from_outside_stdlib = not is_stdlib(name)
+        for target, soft in graph[name]["edges"]:
+            if soft and target.split(".")[0] in BUILD_TOOL_PACKAGES:
+                continue  # `try: import pkg_resources` ships setuptools only if imported for real
+            tg = group_of(target)
+            if tg and soft and tg not in enabled and not from_outside_stdlib:
+                deferred.setdefault(tg, set()).add(target)
+            else:
+                queue.append(target)
+    return needed, reached
 
 
 def _build_tools_to_drop(root: Path, site_packages: list[str], reached: set[str]) -> list[str]:

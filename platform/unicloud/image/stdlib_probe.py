@@ -2,10 +2,11 @@
 
 It is sent as `python -c` source, so it imports only the stdlib. One JSON request on stdin, one
 JSON line prefixed with MARKER on stdout. Modes:
-  analyse  static import closure (modulefinder) of the given modules, plus interpreter startup
+  scan     static import graph (AST, nothing executed), edges marked hard or soft
   trace    import the app's entry modules with the app's own sys.path and report sys.modules
   compile  compile sources to unchecked-hash .pyc (reproducible: no mtimes), base64-encoded
 """
+import ast
 import base64
 import json
 import os
@@ -19,19 +20,186 @@ def module_file(mod):
     return os.path.realpath(f) if f else None
 
 
-def analyse(req):
-    import modulefinder
+_CATCHES_IMPORT_ERROR = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
 
-    sys.path[:] = req["path"]
-    finder = modulefinder.ModuleFinder(path=list(req["path"]), excludes=list(req["excludes"]))
-    failed = []
-    for name in req["modules"]:
-        try:
-            finder.import_hook(name)
-        except Exception as exc:  # syntax errors in vendored py2 code, missing optional deps
-            failed.append([name, repr(exc)[:200]])
-    mods = {n: (m.__file__ or None) for n, m in finder.modules.items()}
-    return {"modules": mods, "failed": failed}
+
+def _catches_import_error(handler):
+    t = handler.type
+    if t is None:
+        return True
+    names = t.elts if isinstance(t, ast.Tuple) else [t]
+    return any(isinstance(n, ast.Name) and n.id in _CATCHES_IMPORT_ERROR or
+               isinstance(n, ast.Attribute) and n.attr in _CATCHES_IMPORT_ERROR for n in names)
+
+
+def _is_type_checking(test):
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _is_main_check(test):
+    return isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and \
+        test.left.id == "__name__" and any(isinstance(c, ast.Constant) and c.value == "__main__"
+                                           for c in test.comparators)
+
+
+def import_edges(tree, package):
+    """(module, soft, maybe_attr) for every import in a module. `soft` when an ImportError is
+    handled around it (and not re-raised), in such a handler, or under `__main__`."""
+    out = []
+
+    def resolve(level, module):
+        if not level:
+            return module
+        base = package.split(".") if package else []
+        if level > 1:
+            base = base[:len(base) - (level - 1)]
+        return ".".join(base + ([module] if module else []))
+
+    def visit(node, soft):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                out.append((a.name, soft, False))
+            return
+        if isinstance(node, ast.ImportFrom):
+            base = resolve(node.level, node.module)
+            if base:
+                out.append((base, soft, False))
+                for a in node.names:
+                    if a.name != "*":
+                        out.append((base + "." + a.name, soft, True))
+            return
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, str):
+            f = node.func
+            fname = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) \
+                else None
+            if fname in ("__import__", "import_module") and node.args[0].value.strip("."):
+                out.append((node.args[0].value, True, False))
+        if isinstance(node, ast.If):
+            if _is_type_checking(node.test):
+                for child in node.orelse:
+                    visit(child, soft)
+                return
+            if _is_main_check(node.test):
+                for child in node.body:
+                    visit(child, True)
+                for child in node.orelse:
+                    visit(child, soft)
+                return
+        if isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
+            import_handlers = [h for h in node.handlers if _catches_import_error(h)]
+            # a module-level handler that raises makes the import mandatory after all; inside a
+            # function it only makes one feature unavailable (tarfile's bz2open)
+            reraises = not in_function[0] and any(
+                isinstance(stmt, ast.Raise) for h in import_handlers for stmt in h.body)
+            optional = bool(import_handlers) and not reraises
+            for child in node.body:
+                visit(child, soft or optional)
+            for h in node.handlers:  # imports in an ImportError handler are the alternatives
+                for child in h.body:
+                    visit(child, soft or h in import_handlers)
+            for part in (node.orelse, node.finalbody):
+                for child in part:
+                    visit(child, soft)
+            return
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            saved, in_function[0] = in_function[0], True
+            for child in ast.iter_child_nodes(node):
+                visit(child, soft)
+            in_function[0] = saved
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child, soft)
+
+    in_function = [False]
+    visit(tree, False)
+    return out
+
+
+def _locate(part, search, machinery):
+    """The path-based import system's answer, from the file system alone (PathFinder needs
+    parent packages in sys.modules for namespace packages)."""
+    namespace = []
+    for d in search:
+        base = os.path.join(d, part)
+        init = os.path.join(base, "__init__.py")
+        if os.path.isfile(init):
+            return {"file": init, "kind": "py", "search": [base]}
+        for suffix in machinery.EXTENSION_SUFFIXES:
+            if os.path.isfile(base + suffix):
+                return {"file": base + suffix, "kind": "ext", "search": []}
+        if os.path.isfile(base + ".py"):
+            return {"file": base + ".py", "kind": "py", "search": []}
+        if os.path.isdir(base):
+            namespace.append(base)
+    if namespace:
+        return {"file": None, "kind": "namespace", "search": namespace}
+    return None
+
+
+def scan(req):
+    """Import graph reachable from `roots` over `path`, without executing anything."""
+    import importlib.machinery as machinery
+
+    path = list(req["path"])
+    excludes = set(req["excludes"])
+    found = {}
+
+    def find(name):
+        if name in found:
+            return found[name]
+        result = None
+        if name.split(".")[0] in excludes:
+            found[name] = None
+            return None
+        parent, _, _ = name.rpartition(".")
+        if parent:
+            p = find(parent)
+            search = p and p.get("search")
+        else:
+            search = path
+        if not parent and name in sys.builtin_module_names:
+            result = {"file": None, "kind": "builtin", "search": []}
+        elif search:
+            result = _locate(name.rpartition(".")[2], search, machinery)
+        if result is not None:
+            pass
+        elif not parent and machinery.FrozenImporter.find_spec(name) is not None:
+            result = {"file": None, "kind": "frozen", "search": []}
+        found[name] = result
+        return result
+
+    graph = {}
+    queue = list(req["roots"])
+    while queue:
+        name = queue.pop()
+        if name in graph:
+            continue
+        info = find(name)
+        if info is None:
+            continue
+        edges = []
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            edges.append((".".join(parts[:i]), False))
+        if info["kind"] == "py":
+            try:
+                with open(info["file"], "rb") as f:
+                    tree = ast.parse(f.read(), info["file"])
+            except (SyntaxError, ValueError, OSError):
+                tree = None
+            if tree is not None:
+                package = name if info["search"] else name.rpartition(".")[0]
+                for target, soft, maybe_attr in import_edges(tree, package):
+                    if maybe_attr and find(target) is None:
+                        continue  # `from x import name` where name is not a module
+                    edges.append((target, soft))
+        graph[name] = {"file": info["file"], "kind": info["kind"],
+                       "edges": sorted(set(edges))}
+        queue.extend(t for t, _ in edges if t not in graph)
+    missing = sorted(n for n, v in found.items() if v is None)
+    return {"graph": graph, "missing": missing}
 
 
 def trace(req):
@@ -71,7 +239,7 @@ def compile_(req):
 
 def main():
     req = json.loads(sys.stdin.read())
-    result = {"analyse": analyse, "trace": trace, "compile": compile_}[req["mode"]](req)
+    result = {"scan": scan, "trace": trace, "compile": compile_}[req["mode"]](req)
     sys.stdout.flush()
     sys.stdout.write("\n" + MARKER + json.dumps(result) + "\n")
     sys.stdout.flush()
