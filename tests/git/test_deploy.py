@@ -173,3 +173,25 @@ def test_deleting_the_deploy_branch_is_refused(env, pushed_commit):
     result, _ = _deploy(env, SimulatedBuildTask(env.settings), ZERO, old=new)
     assert result == DeployResult(False, "deleting main is not allowed: it is the deployed branch")
     assert server_ref(env.settings, APP) == new
+
+
+def test_push_lock_lease_is_renewed_while_held_and_short_otherwise(env, pushed_commit, monkeypatch):
+    """A live push keeps its lock past the lease; a dead holder would free it within the lease."""
+    import unicloud.git.deploy as deploy
+
+    monkeypatch.setattr(deploy, "LOCK_LEASE", 1)
+    _wd, new = pushed_commit
+    r = get_redis(env.settings)
+    ttls: list[int] = []
+
+    class SlowTask(SimulatedBuildTask):
+        def _run(self, build_id):
+            for _ in range(6):  # 3 s: three times the lease
+                ttls.append(r.pttl(lock_key(APP)))
+                time.sleep(0.5)
+            super()._run(build_id)
+
+    result, _lines = _deploy(env, SlowTask(env.settings), new)
+    assert result.ok
+    assert all(0 < ttl <= 1000 for ttl in ttls), ttls  # held the whole time, never longer than a lease
+    assert r.exists(lock_key(APP)) == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -29,8 +30,10 @@ log = logging.getLogger(__name__)
 
 from unicloud.celery_app import BUILD_TIMEOUT  # noqa: E402 - one knob for the worker and the lock
 RELEASE_TIMEOUT = int(os.environ.get("UNICLOUD_RELEASE_TIMEOUT", "600"))
-# The lock must outlive a build plus its deploy, or a second push could slip in mid-deploy.
+# A waiter gives up after a whole build plus its deploy; the holder keeps a short lease that a
+# thread renews, so a git process that dies mid-push frees the app within LOCK_LEASE seconds.
 LOCK_TIMEOUT = BUILD_TIMEOUT + RELEASE_TIMEOUT + 300
+LOCK_LEASE = 60
 MAX_REASON = 200
 
 
@@ -44,6 +47,21 @@ class DeployResult:
 class Builder(Protocol):
     def __call__(self, settings: Settings, *, app: str, user_id: int, ref: str, new: str,
                  out: Callable[[str], None]) -> DeployResult: ...
+
+
+class _LeaseRenewer(threading.Thread):
+    """Renews the push lock's lease while this process holds it."""
+
+    def __init__(self, lock):
+        super().__init__(daemon=True, name="push-lock-lease")
+        self.lock, self.done = lock, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(LOCK_LEASE / 3):
+            try:
+                self.lock.reacquire()
+            except Exception as exc:  # noqa: BLE001 - lost lease: the CAS on the ref still guards
+                log.warning("push lock lease renewal failed: %s", exc)
 
 
 def lock_key(app: str) -> str:
@@ -124,12 +142,14 @@ def deploy_push(settings: Settings, *, app: str, user_id: int, ref: str, old: st
     if new == ZERO_SHA.decode():
         return DeployResult(False, f"deleting {ref.removeprefix('refs/heads/')} is not allowed: it is the deployed branch")
     path = ensure_repo(settings, app)
-    lock = get_redis(settings).lock(lock_key(app), timeout=LOCK_TIMEOUT, blocking=True,
+    lock = get_redis(settings).lock(lock_key(app), timeout=LOCK_LEASE, blocking=True,
                                     blocking_timeout=LOCK_TIMEOUT, thread_local=False)
     if not lock.acquire(blocking=False):
         sink("waiting for the push in progress")
         if not lock.acquire():
             return DeployResult(False, "another push to this app did not finish in time; try again")
+    renewer = _LeaseRenewer(lock)
+    renewer.start()
     try:
         current = read_ref(path, ref.encode()).decode()
         if current != old:
@@ -143,6 +163,7 @@ def deploy_push(settings: Settings, *, app: str, user_id: int, ref: str, old: st
             return DeployResult(False, "deployed, but the branch moved concurrently; push again", result.release_version)
         return result
     finally:
+        renewer.done.set()
         try:
             lock.release()
         except Exception as exc:  # noqa: BLE001 - an expired lock must not mask the push result
