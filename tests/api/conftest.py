@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from unicloud.api import create_app
-from unicloud.db.models import Image, Release, User
+from unicloud.db.models import Image, User
 from unicloud.db.session import session_scope
 from unicloud.services import apps as app_service
 from unicloud.services.tokens import create_token

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
 
 from tests.api.test_apps import ssh_public_key
 

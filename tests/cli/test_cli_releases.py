@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from tests.api.conftest import deploy_release, finish_release
+from tests.api.conftest import deploy_release
 from tests.api.test_logs_builds import make_build
 from tests.cli.conftest import UNICLOUD
 from unicloud import logs
