@@ -69,7 +69,7 @@ class Runtime:
     tmp: Path
     procs: dict[str, Proc] = field(default_factory=dict)
     app_name: str = "hello"
-    image_id: int | None = None
+    images: dict[str, int] = field(default_factory=dict)  # name -> Image.id
     owner_id: int | None = None
 
     # --- processes ---------------------------------------------------------------------------
@@ -109,7 +109,7 @@ class Runtime:
 
         return get_redis(self.settings)
 
-    def release(self, *, config: dict, cmd: str, description: str) -> int:
+    def release(self, *, config: dict, cmd: str, description: str, image: str = "default") -> int:
         from sqlalchemy import select
 
         from unicloud.db.models import App, Image
@@ -117,9 +117,9 @@ class Runtime:
 
         with self.session() as s:
             app = s.scalar(select(App).where(App.name == self.app_name))
-            image = s.get(Image, self.image_id)
+            img = s.get(Image, self.images[image])
             app.config = dict(config)
-            rel = create_release(s, app, image=image, config=config, process_types={"web": cmd},
+            rel = create_release(s, app, image=img, config=config, process_types={"web": cmd},
                                  description=description, user=None)
             rid = rel.id
         self.wake()
@@ -219,14 +219,20 @@ class Load(threading.Thread):
         self.join(15)
 
 
+CHECKS_FILE = b"ATTEMPTS=3\n/ this-content-never-appears\n"
+
+
 @pytest.fixture(scope="session")
-def runtime_image(tmp_path_factory):
-    """The test image, built into a session-wide store (kernel and init come from the cache)."""
+def runtime_images(tmp_path_factory):
+    """name -> (image dir, digest, manifest): "default", and "checks" whose CHECKS file its app fails."""
     from tests.runtime.runtime_image import build_test_image
 
     store = tmp_path_factory.mktemp("store")
-    digest, manifest = build_test_image(tmp_path_factory.mktemp("image-work"), store)
-    return store / digest, digest, manifest
+    images = {}
+    for name, files in (("default", None), ("checks", {"CHECKS": CHECKS_FILE})):
+        digest, manifest = build_test_image(tmp_path_factory.mktemp(f"image-{name}"), store, files)
+        images[name] = (store / digest, digest, manifest)
+    return images
 
 
 TEST_ENV = {"UNICLOUD_WARM_WINDOW": "25", "UNICLOUD_DRAIN_GRACE": "3", "UNICLOUD_STOP_GRACE": "3",
@@ -235,12 +241,12 @@ TEST_ENV = {"UNICLOUD_WARM_WINDOW": "25", "UNICLOUD_DRAIN_GRACE": "3", "UNICLOUD
 
 
 @contextlib.contextmanager
-def running_runtime(tmp: Path, image: tuple[Path, str, dict], **overrides: str):
-    """Redis + migrated SQLite + agent + scheduler + router in `tmp`, with one app holding `image`."""
+def running_runtime(tmp: Path, images: dict[str, tuple[Path, str, dict]], **overrides: str):
+    """Redis + migrated SQLite + agent + scheduler + router in `tmp`, with one app owning `images`."""
     data = tmp / "d"
     (data / "images").mkdir(parents=True)
-    image_dir, digest, manifest = image
-    shutil.copytree(image_dir, data / "images" / digest)
+    for image_dir, digest, _ in images.values():
+        shutil.copytree(image_dir, data / "images" / digest)
     # TCP, not the unix socket: Celery's broker (kombu) does not understand redis-py's unix:// URLs.
     redis_port = free_port()
     redis_proc = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
@@ -269,10 +275,12 @@ def running_runtime(tmp: Path, image: tuple[Path, str, dict], **overrides: str):
         empty = App(name="empty", owner_id=user.id)
         s.add_all([app, empty])
         s.flush()
-        img = Image(app_id=app.id, digest=f"sha256:{digest}", manifest=manifest)
-        s.add(img)
-        s.flush()
-        rt.image_id, rt.owner_id = img.id, user.id
+        for name, (_, digest, manifest) in images.items():
+            img = Image(app_id=app.id, digest=f"sha256:{digest}", manifest=manifest)
+            s.add(img)
+            s.flush()
+            rt.images[name] = img.id
+        rt.owner_id = user.id
     rt.start("agent", "unicloud.hypervisor")
     rt.start("scheduler", "unicloud.scheduler")
     rt.start("router", "unicloud.router")
@@ -293,11 +301,11 @@ def running_runtime(tmp: Path, image: tuple[Path, str, dict], **overrides: str):
 
 
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory, runtime_image):
+def runtime(tmp_path_factory, runtime_images):
     for tool in ("redis-server", "qemu-system-x86_64", "/usr/sbin/nginx"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} is not installed")
-    with running_runtime(tmp_path_factory.mktemp("rt"), runtime_image) as rt:
+    with running_runtime(tmp_path_factory.mktemp("rt"), runtime_images) as rt:
         yield rt
 
 

@@ -10,6 +10,8 @@ then router vs direct-to-VM throughput with `wrk` (or a Python loop if wrk is mi
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 import re
 import shutil
 import statistics
@@ -58,12 +60,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the cleanup of running_runtime
     with tempfile.TemporaryDirectory(prefix="uc-measure-") as tmp:
         tmp = Path(tmp)
         (tmp / "work").mkdir()
         digest, manifest = build_test_image(tmp / "work", tmp / "store")
-        image = (tmp / "store" / digest, digest, manifest)
-        with running_runtime(tmp / "rt", image, UNICLOUD_WARM_WINDOW="120", UNICLOUD_DRAIN_GRACE="10",
+        images = {"default": (tmp / "store" / digest, digest, manifest)}
+        with running_runtime(tmp / "rt", images, UNICLOUD_WARM_WINDOW="120", UNICLOUD_DRAIN_GRACE="10",
                              UNICLOUD_STOP_GRACE="10") as rt:
             results: dict[str, list[tuple[float, int, int]]] = {"deploy": [], "warm rollback": [], "cold rollback": []}
             timed_release(rt, lambda: rt.release(config={"GREETING": "v0"}, cmd=WEB_CMD, description="first"))

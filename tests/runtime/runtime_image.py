@@ -7,12 +7,14 @@ tests/hypervisor/httpd.c) with the cached microvm kernel, put into a real image 
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
 from pathlib import Path
 
 from tests.hypervisor.conftest import HERE as HYPERVISOR_TESTS, build_test_rootfs, compile_static
+from unicloud.image import cpio
 from unicloud.image.init import ensure_init
 from unicloud.image.kernel import ensure_kernel
 from unicloud.image.store import ImageStore, file_sha256, manifest_digest
@@ -20,13 +22,20 @@ from unicloud.image.store import ImageStore, file_sha256, manifest_digest
 WEB_CMD = "/bin/httpd $GREETING"
 
 
-def build_test_image(work: Path, store_root: Path) -> tuple[str, dict]:
-    """Put the test image into the store at `store_root`; return (digest hex, manifest)."""
+def build_test_image(work: Path, store_root: Path, app_files: dict[str, bytes] | None = None) -> tuple[str, dict]:
+    """Put the test image into the store at `store_root`; return (digest hex, manifest).
+
+    `app_files` (e.g. {"CHECKS": ...}) land in /app, appended as a second cpio archive."""
     httpd = compile_static(HYPERVISOR_TESTS / "httpd.c", work / "httpd")
     store = ImageStore(store_root)
     staging = store.staging_dir()
     raw = work / "rootfs.cpio"
-    raw.write_bytes(build_test_rootfs(ensure_init(), httpd))
+    rootfs = build_test_rootfs(ensure_init(), httpd)
+    if app_files:
+        extra = io.BytesIO()
+        cpio.write_newc(extra, [cpio.regular(f"app/{name}", data) for name, data in sorted(app_files.items())])
+        rootfs += b"\0" * (-len(rootfs) % 4) + extra.getvalue()
+    raw.write_bytes(rootfs)
     subprocess.run(["zstd", "-q", "-f", "-T1", "-3", str(raw), "-o", str(staging / "rootfs.cpio.zst")], check=True)
     shutil.copyfile(ensure_kernel(progress=False), staging / "kernel")
     (staging / "sbom.cdx.json").write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.5",

@@ -85,14 +85,25 @@ def test_warm_rollback_only_switches_the_router(runtime):
 
 
 def test_failing_health_check_keeps_the_old_release_serving(runtime):
-    rid = runtime.release(config={"GREETING": "broken"}, cmd="/bin/no-such-binary", description="Deploy broken")
-    rel = runtime.wait_release(rid)
+    with Load(runtime) as load:
+        rid = runtime.release(config={"GREETING": "wrong"}, cmd=WEB_CMD, description="Deploy wrong", image="checks")
+        rel = runtime.wait_release(rid)
     assert rel.status == "failed"
-    assert "web.1" in rel.failure_reason and "health check" in rel.failure_reason, rel.failure_reason
-    assert runtime.body() == "hello one"
+    assert "web.1 failed its health check" in rel.failure_reason, rel.failure_reason
+    assert "this-content-never-appears" in rel.failure_reason and "hello wrong" in rel.failure_reason
+    assert load.failures == [] and set(load.bodies) == {"hello one"}, "the failed release never got traffic"
     logs = runtime.app_logs()
     assert any(f"v{rel.version} failed" in l and "v3 keeps serving" in l for l in logs)
     wait_for(lambda: not [i for i in runtime.instances() if i.release_id == rid], 30, "the failed VM to stop")
+
+
+def test_release_whose_process_exits_at_boot_fails(runtime):
+    rid = runtime.release(config={"GREETING": "broken"}, cmd="/bin/no-such-binary", description="Deploy broken")
+    rel = runtime.wait_release(rid)
+    assert rel.status == "failed"
+    assert "web.1 exited with status" in rel.failure_reason and "health check" in rel.failure_reason
+    assert runtime.body() == "hello one"
+    assert any("unicloud[web.1]: Process exited with status" in l for l in runtime.app_logs())
 
 
 def test_cold_rollback_boots_the_kept_image(runtime):

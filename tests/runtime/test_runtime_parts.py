@@ -61,7 +61,7 @@ def test_rendered_config_passes_nginx_t(tmp_path):
 def test_checks_file_and_app_json_health_checks():
     spec = parse_checks_file("WAIT=2\nTIMEOUT=3\nATTEMPTS=10\n# comment\n/health ok\n/\n")
     assert spec.initial_delay == 2 and [c.path for c in spec.checks] == ["/health", "/"]
-    assert spec.checks[0].content == "ok" and spec.checks[0].timeout == 3
+    assert spec.checks[0].content == "ok" and spec.checks[0].timeout == 3 and spec.attempts == 10
     with pytest.raises(HealthSpecError):
         parse_checks_file("health ok\n")
     spec = parse_app_json({"web": [{"type": "startup", "path": "/ready", "content": "yes", "initialDelay": 1}]})
@@ -70,14 +70,20 @@ def test_checks_file_and_app_json_health_checks():
         parse_app_json({"web": [{"command": ["true"]}]})
     assert spec_from_manifest({}).checks[0].path == "/"
     assert spec_from_manifest({"checks": "/x\n"}).checks[0].path == "/x"
+    files = {"app.json": b'{"healthchecks": {"web": [{"path": "/from-app-json", "attempts": 2}]}}'}
+    spec = spec_from_manifest({}, files)
+    assert spec.checks[0].path == "/from-app-json" and spec.attempts == 2
+    assert spec_from_manifest({}, {"CHECKS": b"/from-checks\n"}).checks[0].path == "/from-checks"
+    with pytest.raises(HealthSpecError):
+        spec_from_manifest({}, {"app.json": b"{nope"})
 
 
 def test_probe_reports_connection_refused():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    ok, detail = probe("127.0.0.1", port, Check(timeout=1))
-    assert not ok and "GET /" in detail and "Refused" in detail
+    ok, answered, detail = probe("127.0.0.1", port, Check(timeout=1))
+    assert not ok and not answered and "GET /" in detail and "Refused" in detail
 
 
 def test_placement_prefers_free_memory_and_never_reuses_a_port():

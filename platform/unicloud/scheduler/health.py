@@ -12,12 +12,18 @@ Declared checks come from the image manifest, which the image builder copies fro
 
 from __future__ import annotations
 
+import functools
 import http.client
+import json
 import os
+import subprocess
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from unicloud.image import cpio
 
 DEFAULT_DEADLINE = float(os.environ.get("UNICLOUD_HEALTH_TIMEOUT", "60"))
 ATTEMPT_TIMEOUT = 5.0
@@ -44,6 +50,9 @@ class HealthSpec:
     deadline: float = DEFAULT_DEADLINE  # seconds from boot
     initial_delay: float = 0.0
     source: str = "default"
+    # Wrong answers (the app responded, but with >= 500 or without the content) allowed before
+    # giving up early; connection failures only count against the deadline (the VM may be booting).
+    attempts: int | None = None
 
 
 def _check_path(path) -> str:
@@ -80,8 +89,7 @@ def parse_checks_file(text: str) -> HealthSpec:
         checks.append(Check(_check_path(path), content.strip() or None, timeout))
     if not checks:
         return HealthSpec(initial_delay=wait, source="CHECKS")
-    deadline = DEFAULT_DEADLINE if attempts is None else max(DEFAULT_DEADLINE, wait + attempts * (timeout + 1))
-    return HealthSpec(tuple(checks), deadline, wait, "CHECKS")
+    return HealthSpec(tuple(checks), DEFAULT_DEADLINE, wait, "CHECKS", int(attempts) if attempts else None)
 
 
 def parse_app_json(healthchecks) -> HealthSpec | None:
@@ -90,7 +98,7 @@ def parse_app_json(healthchecks) -> HealthSpec | None:
         return None
     if not isinstance(entries, list):
         raise HealthSpecError("app.json healthchecks.web must be a list of checks")
-    checks, delay, deadline = [], 0.0, DEFAULT_DEADLINE
+    checks, delay, attempts = [], 0.0, None
     for entry in entries:
         if not isinstance(entry, dict):
             raise HealthSpecError("app.json healthchecks.web entries must be objects")
@@ -102,42 +110,73 @@ def parse_app_json(healthchecks) -> HealthSpec | None:
         checks.append(Check(_check_path(entry.get("path", "/")), entry.get("content"), timeout))
         delay = max(delay, float(entry.get("initialDelay", 0)))
         if "attempts" in entry:
-            deadline = max(deadline, delay + int(entry["attempts"]) * (timeout + float(entry.get("wait", 1))))
+            attempts = max(attempts or 0, int(entry["attempts"]))
     if not checks:
         return None
-    return HealthSpec(tuple(checks), deadline, delay, "app.json")
+    return HealthSpec(tuple(checks), DEFAULT_DEADLINE, delay, "app.json", attempts)
 
 
-def spec_from_manifest(manifest: dict | None) -> HealthSpec:
+def spec_from_manifest(manifest: dict | None, files: dict[str, bytes] | None = None) -> HealthSpec:
+    """Checks declared in the image manifest, else in the app's `app.json` / `CHECKS` files."""
     manifest = manifest or {}
-    app_json = manifest.get("app_json") or {}
-    healthchecks = manifest.get("healthchecks") or (app_json.get("healthchecks") if isinstance(app_json, dict) else None)
+    files = files or {}
+    app_json = manifest.get("app_json")
+    if app_json is None and "app.json" in files:
+        try:
+            app_json = json.loads(files["app.json"])
+        except ValueError as exc:
+            raise HealthSpecError(f"app.json is not valid JSON: {exc}") from None
+    app_json = app_json if isinstance(app_json, dict) else {}
+    healthchecks = manifest.get("healthchecks") or app_json.get("healthchecks")
     if healthchecks:
         spec = parse_app_json(healthchecks)
         if spec:
             return spec
-    if isinstance(manifest.get("checks"), str):
-        return parse_checks_file(manifest["checks"])
+    checks = manifest.get("checks")
+    if checks is None and "CHECKS" in files:
+        checks = files["CHECKS"].decode("utf-8", errors="replace")
+    if isinstance(checks, str):
+        return parse_checks_file(checks)
     return HealthSpec()
 
 
-def probe(host: str, port: int, check: Check) -> tuple[bool, str]:
-    """One attempt: (passed, what happened)."""
+@functools.lru_cache(maxsize=64)
+def declared_files(image_dir: str, workdir: str = "/app") -> dict[str, bytes]:
+    """`app.json` and `CHECKS` from the app directory inside an image's rootfs (images never
+    change, so this is read once per image). Empty if the image is not on this machine."""
+    rootfs = Path(image_dir) / "rootfs.cpio.zst"
+    if not rootfs.is_file():
+        return {}
+    proc = subprocess.run(["zstd", "-dcq", str(rootfs)], capture_output=True, check=False)
+    if proc.returncode != 0:
+        return {}
+    base = workdir.strip("/")
+    wanted = {f"{base}/app.json": "app.json", f"{base}/CHECKS": "CHECKS"}
+    found = {}
+    for entry in cpio.iter_newc(proc.stdout):
+        name = wanted.get(entry.path.lstrip("./"))
+        if name and entry.is_file:
+            found[name] = entry.data
+    return found
+
+
+def probe(host: str, port: int, check: Check) -> tuple[bool, bool, str]:
+    """One attempt: (passed, the app answered at all, what happened)."""
     conn = http.client.HTTPConnection(host, port, timeout=check.timeout)
     try:
         conn.request("GET", check.path, headers={"User-Agent": "unicloud-healthcheck", "Connection": "close"})
         resp = conn.getresponse()
         body = resp.read(64 * 1024).decode("utf-8", errors="replace")
     except (OSError, http.client.HTTPException) as exc:
-        return False, f"{check.describe()}: {type(exc).__name__}: {exc}".rstrip(": ")
+        return False, False, f"{check.describe()}: {type(exc).__name__}: {exc}".rstrip(": ")
     finally:
         conn.close()
     snippet = body.strip().replace("\n", " ")[:200]
     if resp.status >= 500:
-        return False, f"{check.describe()}: HTTP {resp.status}: {snippet}"
+        return False, True, f"{check.describe()}: HTTP {resp.status}: {snippet}"
     if check.content is not None and check.content not in body:
-        return False, f"{check.describe()}: HTTP {resp.status}, expected content not found in: {snippet}"
-    return True, f"{check.describe()}: HTTP {resp.status}"
+        return False, True, f"{check.describe()}: HTTP {resp.status}, expected content not found in: {snippet!r}"
+    return True, True, f"{check.describe()}: HTTP {resp.status}"
 
 
 @dataclass
@@ -153,18 +192,24 @@ def run_until_deadline(host: str, port: int, spec: HealthSpec, started: float, c
     deadline = started + spec.deadline
     if spec.initial_delay:
         cancel.wait(max(0.0, started + spec.initial_delay - time.monotonic()))
-    attempts, detail = 0, "no attempt made"
+    attempts, wrong, detail = 0, 0, "no attempt made"
+    why = None
     while not cancel.is_set():
         attempts += 1
         results = [probe(host, port, c) for c in spec.checks]
-        failed = [d for ok, d in results if not ok]
+        failed = [(answered, d) for ok, answered, d in results if not ok]
         if not failed:
-            return Result(True, "; ".join(d for _, d in results), time.monotonic() - started, attempts)
-        detail = failed[0]
+            return Result(True, "; ".join(d for _, _, d in results), time.monotonic() - started, attempts)
+        detail = failed[0][1]
+        if any(answered for answered, _ in failed):
+            wrong += 1
+            if spec.attempts is not None and wrong >= spec.attempts:
+                why = f"{wrong} failed attempts ({spec.source})"
+                break
         if time.monotonic() >= deadline:
             break
-        cancel.wait(RETRY_EVERY)
-    why = "cancelled" if cancel.is_set() else f"no success within {spec.deadline:.0f}s ({attempts} attempts)"
+        cancel.wait(RETRY_EVERY if not wrong else max(RETRY_EVERY, 1.0))
+    why = why or ("cancelled" if cancel.is_set() else f"no success within {spec.deadline:.0f}s ({attempts} attempts)")
     return Result(False, f"{why}; last: {detail}", time.monotonic() - started, attempts)
 
 

@@ -32,7 +32,15 @@ from unicloud.redis_client import get_redis
 from unicloud.router import table as rt
 from unicloud.scheduler import hosts as hostlive
 from unicloud.scheduler.events import event
-from unicloud.scheduler.health import Check, HealthChecker, HealthSpecError, probe, spec_from_manifest
+from unicloud.hypervisor.agent import image_dir_for
+from unicloud.scheduler.health import (
+    Check,
+    HealthChecker,
+    HealthSpecError,
+    declared_files,
+    probe,
+    spec_from_manifest,
+)
 from unicloud.scheduler.placement import NoCapacity, Placer
 from unicloud.scheduler.transitions import ACTIVE, LIVE, transition
 
@@ -194,7 +202,7 @@ class Reconciler:
             self._fail(s, app, rel, "the release has no image")
             return
         try:
-            spec = spec_from_manifest(rel.image.manifest)
+            spec = self._health_spec(rel)
         except HealthSpecError as exc:
             self._fail(s, app, rel, f"invalid health check: {exc}")
             return
@@ -274,7 +282,7 @@ class Reconciler:
             if len(taken) == n:
                 break
             # One quick probe: a warm instance that stopped answering is not worth the shortcut.
-            ok, detail = probe("127.0.0.1", inst.host_port, Check(timeout=2.0))
+            ok, _, detail = probe("127.0.0.1", inst.host_port, Check(timeout=2.0))
             if not ok:
                 self._say(app, ("warm-dead", inst.id), f"not reusing {dyno(inst)} of v{inst.release.version}: {detail}")
                 continue
@@ -295,6 +303,16 @@ class Reconciler:
         self.outbox.append((START_TASK, [inst.id], host_queue(host.name)))
         event(self.r, app.name, f"Starting web.{idx} of v{rel.version} on {host.name} (port {port})")
         return inst
+
+    def _health_spec(self, rel: Release):
+        if rel.image is None:
+            return spec_from_manifest(None)
+        manifest = rel.image.manifest or {}
+        try:
+            image_dir = image_dir_for(self.settings, rel.image.digest)
+        except ValueError:
+            return spec_from_manifest(manifest)
+        return spec_from_manifest(manifest, declared_files(str(image_dir), manifest.get("workdir") or "/app"))
 
     def _check(self, inst: Instance, spec):
         key = f"{inst.id}:{inst.restarts}"
@@ -341,7 +359,7 @@ class Reconciler:
             elif inst.state == "starting":
                 if spec is None:
                     try:
-                        spec = spec_from_manifest(rel.image.manifest if rel.image else None)
+                        spec = self._health_spec(rel)
                     except HealthSpecError:
                         spec = spec_from_manifest(None)
                 res = self._check(inst, spec)
