@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 
 from tests.api.test_apps import ssh_public_key
 
@@ -136,3 +137,17 @@ def test_access_and_drains(cli):
 
 def test_up_rejects_bad_ports(cli):
     assert "invalid port 0" in cli.fails("up", "--api-port", "0", "--data-dir", str(cli.home / "d"))
+
+
+def test_real_git_reaches_the_git_mount_of_the_api(cli):
+    """`git ls-remote` over smart HTTP through the API's /git mount, with the token as password."""
+    import pytest
+
+    pytest.importorskip("unicloud.git.http")
+    cli.ok("create", "gitapp")
+    url = f"http://git:{cli.token}@127.0.0.1:{cli.settings.api_port}/git/gitapp.git"
+    repo = cli.repo("clone-src")
+    assert cli.git("ls-remote", url, cwd=repo) == ""  # an empty repository, reachable and authorised
+    res = subprocess.run(["git", "ls-remote", url.replace(cli.token, "wrong")], cwd=repo,
+                         env={**cli.env(), "GIT_TERMINAL_PROMPT": "0"}, capture_output=True, text=True)
+    assert res.returncode != 0
