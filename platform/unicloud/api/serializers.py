@@ -17,6 +17,7 @@ def iso(value: dt.datetime | None) -> str | None:
 
 
 def git_urls(settings: Settings, host: str, name: str) -> dict[str, str]:
+    host = f"[{host}]" if ":" in host else host  # IPv6 literals need brackets in URLs
     return {
         "git_url": f"ssh://git@{host}:{settings.ssh_port}/{name}.git",
         "git_http_url": f"http://{host}:{settings.api_port}/git/{name}.git",
