@@ -294,7 +294,8 @@ def closure_of(graph: dict, roots: set[str], in_site, by_top: dict[str, set[str]
                app_text: bytes, is_stdlib) -> tuple[set[str], set[str]]:
     """Modules needed from the scanned import graph; and the site-packages distributions
     reached. Hard edges are always followed, soft ones unless they lead into a heavy group
-    that nothing else enables. Every module of a reached distribution is a root: code loaded
+    that nothing else enables, and a stdlib module's command-line entry point (its `__main__`
+    block, main() or _test()) is never followed. Every module of a reached distribution is a root: code loaded
     by string (gunicorn workers, Django middleware) lives in a package that is reached."""
     needed: set[str] = set()
     deferred: dict[str, set[str]] = {}
@@ -327,6 +328,8 @@ def closure_of(graph: dict, roots: set[str], in_site, by_top: dict[str, set[str]
                 queue.extend(sorted(by_top.get(top, set())))
         from_outside_stdlib = not is_stdlib(name)
         for target, soft in graph[name]["edges"]:
+            if soft == 2 and not from_outside_stdlib:
+                continue  # a stdlib module's `python -m` entry point: dead code in a server
             if soft and target.split(".")[0] in BUILD_TOOL_PACKAGES:
                 continue  # `try: import pkg_resources` ships setuptools only if imported for real
             tg = group_of(target)

@@ -20,6 +20,8 @@ def module_file(mod):
     return os.path.realpath(f) if f else None
 
 
+# `python -m module` entry points of stdlib modules (ast.main, json.tool.main, tarfile.main...)
+CLI_FUNCTIONS = {"main", "_main", "_test", "test", "_demo"}
 _CATCHES_IMPORT_ERROR = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
 
 
@@ -44,8 +46,9 @@ def _is_main_check(test):
 
 
 def import_edges(tree, package):
-    """(module, soft, maybe_attr) for every import in a module. `soft` when an ImportError is
-    handled around it (and not re-raised), in such a handler, or under `__main__`."""
+    """(module, soft, maybe_attr) for every import in a module. `soft` is True when an
+    ImportError is handled around it (and not re-raised) or in such a handler, and "cli" under
+    `if __name__ == "__main__"` or in a main()/_test() function."""
     out = []
 
     def resolve(level, module):
@@ -83,7 +86,7 @@ def import_edges(tree, package):
                 return
             if _is_main_check(node.test):
                 for child in node.body:
-                    visit(child, True)
+                    visit(child, "cli")
                 for child in node.orelse:
                     visit(child, soft)
                 return
@@ -98,15 +101,16 @@ def import_edges(tree, package):
                 visit(child, soft or optional)
             for h in node.handlers:  # imports in an ImportError handler are the alternatives
                 for child in h.body:
-                    visit(child, soft or h in import_handlers)
+                    visit(child, soft or (h in import_handlers))
             for part in (node.orelse, node.finalbody):
                 for child in part:
                     visit(child, soft)
             return
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             saved, in_function[0] = in_function[0], True
+            cli = getattr(node, "name", None) in CLI_FUNCTIONS
             for child in ast.iter_child_nodes(node):
-                visit(child, soft)
+                visit(child, "cli" if cli else soft)
             in_function[0] = saved
             return
         for child in ast.iter_child_nodes(node):
@@ -195,8 +199,12 @@ def scan(req):
                     if maybe_attr and find(target) is None:
                         continue  # `from x import name` where name is not a module
                     edges.append((target, soft))
+        strength = {}
+        for target, soft in edges:  # 0 hard, 1 optional, 2 command-line only; hard wins
+            level = 2 if soft == "cli" else int(bool(soft))
+            strength[target] = min(level, strength.get(target, 2))
         graph[name] = {"file": info["file"], "kind": info["kind"],
-                       "edges": sorted(set(edges))}
+                       "edges": sorted(strength.items())}
         queue.extend(t for t, _ in edges if t not in graph)
     missing = sorted(n for n, v in found.items() if v is None)
     return {"graph": graph, "missing": missing}
@@ -245,4 +253,5 @@ def main():
     sys.stdout.flush()
 
 
-main()
+if __name__ == "__main__":  # also true under `python -c`
+    main()
