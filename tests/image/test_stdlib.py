@@ -1,0 +1,108 @@
+"""Import analysis: which imports are mandatory, optional or command-line only, and which
+optional capabilities (OpenSSL, lzma, ...) ship."""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+
+from unicloud.image.stdlib import closure_of
+from unicloud.image.stdlib_probe import import_edges
+
+SOURCE = textwrap.dedent('''
+    import os, json.decoder
+    from . import sibling
+    from .sub import thing
+    try:
+        import ssl
+    except ImportError:
+        ssl = None
+    try:
+        from _sha512 import sha512
+    except ImportError:
+        from hashlib import sha512
+    try:
+        import needed_c
+    except ImportError:
+        raise RuntimeError("needed_c is required")
+    if TYPE_CHECKING:
+        import typing_only
+    def feature():
+        import lazy
+        try:
+            import bz2
+        except ImportError:
+            raise ValueError("no bz2")
+    def main():
+        import argparse
+    if __name__ == "__main__":
+        import runner
+    importlib.import_module("by_string")
+''')
+
+
+def test_import_edges_classify_imports():
+    edges = {(m, soft) for m, soft, _ in import_edges(ast.parse(SOURCE), "pkg")}
+    assert {("os", False), ("json.decoder", False), ("pkg", False), ("pkg.sibling", False),
+            ("pkg.sub", False), ("pkg.sub.thing", False), ("lazy", False),
+            ("needed_c", False)} <= edges
+    assert {("ssl", True), ("_sha512", True), ("hashlib", True), ("bz2", True),
+            ("by_string", True)} <= edges
+    assert {("argparse", "cli"), ("runner", "cli")} <= edges
+    assert not any(m == "typing_only" for m, _ in edges)
+
+
+def graph(**mods):
+    """name -> (file, [(target, strength)]) with strength 0 hard, 1 optional, 2 cli."""
+    return {n: {"file": f, "kind": "py", "edges": e} for n, (f, e) in mods.items()}
+
+
+STD = "/usr/lib/python3.11"
+SITE = "/app/.venv/lib/python3.11/site-packages"
+
+
+def run(g, roots, app_text=b""):
+    def in_site(n):
+        return (g.get(n, {}).get("file") or "").startswith(SITE)
+
+    def is_stdlib(n):
+        return (g[n]["file"] or STD).startswith(STD)
+
+    by_top = {}
+    for n, v in g.items():
+        if in_site(n):
+            by_top.setdefault(n.split(".")[0], set()).add(n)
+    return closure_of(g, set(roots), in_site, by_top, app_text, is_stdlib)
+
+
+def base_graph(extra: dict | None = None):
+    return {**graph(
+        app=("/app/app.py", [("http.client", 0)]),
+        **{"http.client": (f"{STD}/http/client.py", [("ssl", 1), ("email", 0)]),
+           "email": (f"{STD}/email/__init__.py", []),
+           "ssl": (f"{STD}/ssl.py", [("_ssl", 0)]),
+           "_ssl": (f"{STD}/lib-dynload/_ssl.so", []),
+           "ast": (f"{STD}/ast.py", [("argparse", 2)]),
+           "argparse": (f"{STD}/argparse.py", [])}), **(extra or {})}
+
+
+def test_optional_openssl_stays_out_unless_something_needs_it():
+    needed, _ = run(base_graph(), ["app", "ast"])
+    assert needed == {"app", "http.client", "email", "ast"}
+    # an https:// URL in the app's code enables it
+    needed, _ = run(base_graph(), ["app"], app_text=b'URL = "https://api.example.com"')
+    assert {"ssl", "_ssl"} <= needed
+    # so does any import of it, even optional, from the app's packages
+    g = base_graph(graph(requests=(f"{SITE}/requests/__init__.py", [("ssl", 1)]),
+                         **{"requests.adapters": (f"{SITE}/requests/adapters.py", [])}))
+    g["app"]["edges"].append(("requests", 0))
+    needed, reached = run(g, ["app"])
+    assert {"ssl", "_ssl", "requests", "requests.adapters"} <= needed
+    assert reached == {"requests"}
+
+
+def test_cli_imports_are_followed_only_from_app_code():
+    g = base_graph()
+    g["app"]["edges"].append(("ast", 2))  # app's own __main__ block: the real entry point
+    needed, _ = run(g, ["app"])
+    assert "ast" in needed and "argparse" not in needed
