@@ -151,3 +151,11 @@ def test_real_git_reaches_the_git_mount_of_the_api(cli):
     res = subprocess.run(["git", "ls-remote", url.replace(cli.token, "wrong")], cwd=repo,
                          env={**cli.env(), "GIT_TERMINAL_PROMPT": "0"}, capture_output=True, text=True)
     assert res.returncode != 0
+
+
+def test_usage_errors_are_one_line_too(cli):
+    assert "Missing argument 'KEY=VALUE...'" in cli.fails("config:set")
+    assert "No such command 'nope'" in cli.fails("nope")
+    assert "Invalid value for '-n'" in cli.fails("logs", "-n", "abc", "-a", "x")
+    res = cli.run("ps", "--bogus")
+    assert res.returncode == 2 and res.stderr == "error: No such option: --bogus (see `unicloud ps --help`)\n"

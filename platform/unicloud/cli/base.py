@@ -14,16 +14,34 @@ from unicloud.cli.client import Api, q
 from unicloud.cli.credentials import CliError
 
 
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
 class UnicloudTyper(typer.Typer):
-    """Print a CliError as one `error: ...` line on stderr and exit 1, never a traceback."""
+    """Every failure, usage errors included, is one `error: ...` line on stderr; never a traceback."""
 
     def __call__(self, *args, **kwargs):
+        kwargs.setdefault("standalone_mode", False)
         try:
-            return super().__call__(*args, **kwargs)
+            rv = super().__call__(*args, **kwargs)
         except CliError as exc:
-            sys.stderr.write(f"error: {exc}\n")
-            sys.stderr.flush()
-            sys.exit(1)
+            _fail(str(exc), 1)
+        except typer.TyperException as exc:  # Typer's (vendored click) usage and parameter errors
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()
+                sys.exit(exc.exit_code)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None and exc.exit_code == 2 else ""
+            _fail(exc.format_message() + hint, exc.exit_code)
+        except typer.Abort:
+            _fail("aborted", 1)
+        except BrokenPipeError:  # `unicloud logs | head`
+            sys.stderr.close()
+            sys.exit(0)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 app = UnicloudTyper(

@@ -46,7 +46,7 @@ def config_get(key: str, app_name: AppOpt = None):
 
 
 @app.command("config:set")
-def config_set(pairs: Annotated[list[str], typer.Argument(help="KEY=value ...")], app_name: AppOpt = None,
+def config_set(pairs: Annotated[list[str], typer.Argument(metavar="KEY=VALUE...", help="config vars to set")], app_name: AppOpt = None,
                no_wait: NoWaitOpt = False):
     """Set config vars; a deployed app restarts as a new release."""
     changes: dict[str, str] = {}
@@ -70,7 +70,7 @@ def config_set(pairs: Annotated[list[str], typer.Argument(help="KEY=value ...")]
 
 
 @app.command("config:unset")
-def config_unset(keys: Annotated[list[str], typer.Argument(help="KEY ...")], app_name: AppOpt = None,
+def config_unset(keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="config vars to unset")], app_name: AppOpt = None,
                  no_wait: NoWaitOpt = False):
     """Unset config vars; a deployed app restarts as a new release."""
     target = resolve_app(app_name)
@@ -158,7 +158,7 @@ def ps(app_name: AppOpt = None, as_json: JsonOpt = False):
 
 
 @app.command("ps:scale")
-def scale(pairs: Annotated[list[str], typer.Argument(help="TYPE=N ..., e.g. web=2")], app_name: AppOpt = None):
+def scale(pairs: Annotated[list[str], typer.Argument(metavar="TYPE=N...", help="e.g. web=2")], app_name: AppOpt = None):
     """Set how many instances of each process type run."""
     changes: dict[str, int] = {}
     for pair in pairs:
