@@ -63,3 +63,23 @@ def test_console_log_stream_uses_the_cookie(api):
             if "hello console" in line:
                 break
             assert time.monotonic() < deadline, "the console stream never delivered the line"
+
+
+def test_build_page_tails_only_running_builds(api):
+    from tests.api.test_logs_builds import make_build
+    from unicloud.build.log import BuildLog
+
+    api.post("/api/apps", json={"name": "bpage"})
+    done = make_build(api.settings, "bpage", "failed", log="-----> pip install\nERROR: no such package\n")
+    running = make_build(api.settings, "bpage", "running")
+    BuildLog(get_redis(api.settings), running)("-----> Python app detected")
+    login(api)
+    page = api.client.get(f"/apps/bpage/builds/{done}").text
+    assert "ERROR: no such package" in page and "data-stream" not in page
+    page = api.client.get(f"/apps/bpage/builds/{running}").text
+    assert "-----> Python app detected" in page
+    assert f'data-stream="/console/apps/bpage/builds/{running}/stream"' in page
+    with api.client.stream("GET", f"/console/apps/bpage/builds/{done}/stream") as resp:
+        body = resp.read().decode()
+    assert "event: end" in body and '"status": "failed"' in body
+    assert api.client.get("/apps/bpage/builds/b-missing").status_code == 404
