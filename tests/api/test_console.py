@@ -77,7 +77,7 @@ def test_build_page_tails_only_running_builds(api):
     page = api.client.get(f"/apps/bpage/builds/{done}").text
     assert "ERROR: no such package" in page and "data-stream" not in page
     page = api.client.get(f"/apps/bpage/builds/{running}").text
-    assert "-----> Python app detected" in page
+    assert "-----&gt; Python app detected" in page  # escaped HTML
     assert f'data-stream="/console/apps/bpage/builds/{running}/stream"' in page
     with api.client.stream("GET", f"/console/apps/bpage/builds/{done}/stream") as resp:
         body = resp.read().decode()
