@@ -147,17 +147,13 @@ def alice(env, ssh_server) -> SSHRemote:
 
 
 def _serve_asgi(wsgi_app, port: int):
-    """Like the API does: Starlette's WSGIMiddleware mounted at /git, under uvicorn."""
-    import warnings
-
+    """Like the API does: a2wsgi's WSGIMiddleware mounted at /git, under uvicorn."""
     import uvicorn
+    from a2wsgi import WSGIMiddleware
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # deprecated, but it is what the API mounts
-        from starlette.middleware.wsgi import WSGIMiddleware
-    app = Starlette(routes=[Mount("/git", app=WSGIMiddleware(wsgi_app))])
+    app = Starlette(routes=[Mount("/git", app=WSGIMiddleware(wsgi_app, workers=16))])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

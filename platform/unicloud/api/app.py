@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 
 from fastapi import FastAPI
 
@@ -15,15 +14,13 @@ log = logging.getLogger("unicloud.api")
 
 
 def _mount_git(app: FastAPI, settings: Settings) -> None:
-    try:
-        from unicloud.git.http import create_git_wsgi_app
-    except ImportError:
-        log.warning("unicloud.git.http is not installed: git over HTTP is unavailable at /git")
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Starlette's WSGI bridge is deprecated but still maintained and works
-        from starlette.middleware.wsgi import WSGIMiddleware
-    app.mount("/git", WSGIMiddleware(create_git_wsgi_app(settings)))
+    """Smart HTTP git through a2wsgi, which streams request bodies (Starlette's bridge buffers a
+    whole push in memory)."""
+    from a2wsgi import WSGIMiddleware
+
+    from unicloud.git.http import create_git_wsgi_app
+
+    app.mount("/git", WSGIMiddleware(create_git_wsgi_app(settings), workers=16))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
