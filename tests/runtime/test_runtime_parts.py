@@ -98,3 +98,16 @@ def test_placement_prefers_free_memory_and_never_reuses_a_port():
     assert len(ports) == 2 and 20001 not in ports
     with pytest.raises(NoCapacity):
         placer.place(4096)
+
+
+def test_access_log_entry_becomes_a_heroku_style_router_line():
+    from unicloud.router.access_log import format_line
+
+    entry = {"app": "shop", "method": "GET", "path": "/a?b=1", "host": "shop.localhost", "status": "200",
+             "bytes": "12", "rt": "0.004", "uct": "0.001", "urt": "0.003", "up": "127.0.0.1:20001",
+             "id": "abc", "fwd": "10.0.0.1", "proto": "HTTP/1.1"}
+    line = format_line(entry, {"127.0.0.1:20001": ("shop", "web.1")})
+    assert line.startswith("at=info method=GET path=\"/a?b=1\" host=shop.localhost request_id=abc")
+    assert "dyno=web.1 connect=1ms service=4ms status=200 bytes=12" in line
+    down = format_line(dict(entry, status="503", up="", uct="", urt=""), {})
+    assert down.startswith("at=error code=H14")

@@ -157,9 +157,13 @@ class Agent:
             digest = rel.image.digest if rel.image else None
             config = dict(rel.config or {})
             port, memory = inst.host_port, inst.memory_mb
-        with self.lock:
-            if instance_id in self.watched and self._running(instance_id):
-                return {"skipped": "already running"}
+        if self._running(instance_id) and self.vms.status(instance_id).host_port != port:
+            self.vms.stop(instance_id, grace=0)  # a stale VM of this instance from before a re-placement
+        if self._running(instance_id):  # a redelivered message: the VM is already up
+            with self.lock:
+                if instance_id not in self.watched:
+                    self.watch(instance_id, app, dyno, offset=int(self.r.hget(self.offsets_key, instance_id) or 0))
+            return {"skipped": "already running"}
         try:
             if not cmd:
                 raise ValueError(f"release has no {dyno.split('.')[0]!r} process type")
