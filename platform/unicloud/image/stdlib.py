@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from unicloud.image.probe import run_probe
+from unicloud.image.probe import ProbeError, run_probe
 from unicloud.image.rootpath import host_path, resolve, to_root_relative
 
 # Never shipped: tests, GUIs, installers, build tooling, and interactive debugging tools that
@@ -111,9 +111,12 @@ def entry_modules(root: Path, manifest: dict) -> list[str]:
             m = _APP_SPEC.match(tok)
             if m:
                 mods.append(m.group(1))
-        if argv and argv[0] == "python" or (argv and re.match(r"python[\d.]*$", argv[0])):
+        if argv and re.match(r"(.*/)?python[\d.]*$", argv[0]):
             if "-m" in argv[1:-1]:
                 mods.append(argv[argv.index("-m") + 1])
+            scripts = [a for a in argv[1:] if a.endswith(".py") and "/" not in a]
+            if scripts:  # `python app.py`: importing it as `app` runs all but its __main__ block
+                mods.append(scripts[0][:-3])
         elif argv:
             mods += _console_script_modules(root, manifest, argv[0])
     return sorted(set(m for m in mods if all(_IDENT.match(p) for p in m.split("."))))
@@ -176,18 +179,25 @@ def prune_stdlib(root: Path, manifest: dict, *, excluded=lambda p: False,
     env.setdefault("PORT", "8080")
     env.setdefault("HOME", workdir)
     entries = entry_modules(root, manifest)
-    traced = run_probe(root, app_python(root, manifest),
-                       {"mode": "trace", "workdir": workdir, "modules": entries},
-                       site=True, env=env, timeout=120)
-    notes = [f"trace: cannot import {n}: {e}" for n, e in traced["failed"]]
+    python = app_python(root, manifest)
+    try:
+        traced = run_probe(root, python, {"mode": "trace", "workdir": workdir,
+                                          "modules": entries}, site=True, env=env, timeout=60)
+        notes = [f"trace: cannot import {n}: {e}" for n, e in traced["failed"]]
+    except ProbeError as exc:
+        # importing the app may block (a database at import time, ...): the static analysis
+        # still covers it, so trace only the interpreter start-up
+        notes = [f"trace of {', '.join(entries)} abandoned: {exc}"]
+        traced = run_probe(root, python, {"mode": "trace", "workdir": workdir, "modules": []},
+                           site=True, env=env, timeout=60)
 
-    # (a) static closure over the app, the entry modules and the traced modules, then over
-    # every module of each site-packages distribution that closure reaches: code loaded by
-    # string (gunicorn workers, Django backends) is invisible to modulefinder but lives in a
-    # package that is reached.
-    names: set[str] = set(BASE_MODULES) | set(entries) | {
-        n for n in traced["modules"]
-        if n.split(".")[0] not in EXCLUDED_PACKAGES + BUILD_TOOL_PACKAGES}
+    # (a) static closure over the app, the entry modules and the base set, then over every
+    # module of each site-packages distribution that closure reaches: code loaded by string
+    # (gunicorn workers, Django backends) is invisible to static analysis but lives in a
+    # package that is reached. Traced modules the static graph cannot explain are added.
+    traced_names = {n for n in traced["modules"]
+                    if n.split(".")[0] not in EXCLUDED_PACKAGES + BUILD_TOOL_PACKAGES}
+    names: set[str] = set(BASE_MODULES) | set(entries)
     names |= {f"encodings.{p.stem}" for p in host_path(root, stdlib + "/encodings").glob("*.py")
               if not CJK_ENCODINGS.match(p.stem)}
     app_files = []
@@ -210,11 +220,17 @@ def prune_stdlib(root: Path, manifest: dict, *, excluded=lambda p: False,
     path = [workdir, *site_packages, stdlib, dynload_dir]
     all_site = set().union(*by_top.values()) if by_top else set()
     scanned = run_probe(root, interpreter, {
-        "mode": "scan", "path": path, "roots": sorted(names | all_site),
+        "mode": "scan", "path": path, "roots": sorted(names | all_site | traced_names),
         "excludes": list(EXCLUDED_PACKAGES)})
     graph = scanned["graph"]
+    # A traced module reachable over any static edge is already decided by the static rules
+    # (it may have come in through an optional import that merely succeeded in the build root);
+    # the others were imported dynamically and become roots.
+    explained = _reachable(graph, names | all_site)
+    dynamic = {n for n in traced_names if n not in explained}
+    names |= {n for n in dynamic if n in graph}
     traced_files = {n: f for n, f in traced["modules"].items()
-                    if f and n.split(".")[0] not in BUILD_TOOL_PACKAGES}
+                    if f and n in dynamic and n not in graph}
 
     def in_site(n: str) -> bool:
         f = graph.get(n, {}).get("file") or traced_files.get(n) or ""
@@ -248,7 +264,8 @@ def prune_stdlib(root: Path, manifest: dict, *, excluded=lambda p: False,
             arc = posixpath.relpath(f, stdlib)[:-3] + ".pyc"
             zip_sources[arc] = real
     log(f"stdlib: {len(zip_sources)} modules to the zip, {len(dynload)} extension modules "
-        f"({len(traced['modules'])} traced, {len(names)} analysed)")
+        f"({len(traced['modules'])} traced, {len(dynamic)} of them dynamic imports, "
+        f"{len(graph)} analysed)")
 
     compiled = run_probe(root, interpreter, {"mode": "compile", "files": [
         [src, posixpath.join(zip_path, arc[:-1])] for arc, src in sorted(zip_sources.items())]})
@@ -338,6 +355,17 @@ def closure_of(graph: dict, roots: set[str], in_site, by_top: dict[str, set[str]
             else:
                 queue.append(target)
     return needed, reached
+
+
+def _reachable(graph: dict, roots: set[str]) -> set[str]:
+    seen: set[str] = set()
+    queue = [r for r in roots if r in graph]
+    while queue:
+        n = queue.pop()
+        if n not in seen:
+            seen.add(n)
+            queue.extend(t for t, _ in graph[n]["edges"] if t in graph and t not in seen)
+    return seen
 
 
 def _build_tools_to_drop(root: Path, site_packages: list[str], reached: set[str]) -> list[str]:
