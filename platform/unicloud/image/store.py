@@ -229,6 +229,7 @@ class S3ImageStore:
         return sorted(out)
 
     def gc(self, keep: set[str]) -> list[str]:
+        """Delete every image not in `keep` from the bucket and from the local copies."""
         keep = {normalise_digest(d) for d in keep}
         removed = []
         for digest in self.list():
