@@ -23,6 +23,12 @@ def _reaper_loop(settings: Settings, every: float = 10.0) -> None:
 
 def main() -> None:
     settings = Settings.from_env()
+    # A worker that died mid-build (SIGKILL, OOM, host reboot) left its overlays mounted; this
+    # process is the only build worker for this data dir, so whatever is mounted there is stale.
+    from unicloud.build.sandbox import cleanup_stale_mounts
+
+    for mount in cleanup_stale_mounts(settings.builds_dir):
+        print(f"worker: unmounted stale build overlay {mount}", flush=True)
     threading.Thread(target=_reaper_loop, args=(settings,), daemon=True).start()
     concurrency = os.environ.get("UNICLOUD_BUILD_CONCURRENCY", "2")
     celery.worker_main(["worker", "-Q", BUILD_QUEUE, "-c", concurrency, "-n", f"builds@{settings.host_name}",
