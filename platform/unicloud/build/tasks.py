@@ -74,7 +74,7 @@ def _fail(settings: Settings, build_id: str, log: BuildLog, reason: str) -> None
 
 def execute_build(settings: Settings, build_id: str) -> None:
     from unicloud.build.pipeline import BuildError, run_build
-    from unicloud.image.builder import ImageAuditError, build_image
+    from unicloud.image.builder import ImageAuditError, ImageBuildError, build_image
     from unicloud.image.store import ImageStore
     from unicloud.services.releases import create_release
 
@@ -117,6 +117,8 @@ def execute_build(settings: Settings, build_id: str) -> None:
         _fail(settings, build_id, log, exc.reason)
     except ImageAuditError as exc:
         _fail(settings, build_id, log, f"image audit failed: {exc}")
+    except ImageBuildError as exc:
+        _fail(settings, build_id, log, f"image build failed: {exc}")
     except Exception as exc:  # never leave a build running; keep the trace in the log
         for line in traceback.format_exc().splitlines():
             log(f"       {line}")
