@@ -30,7 +30,8 @@ def log(msg: str) -> None:
 
 
 def run(quick: bool) -> list[Result]:
-    metrics = (("router throughput", "req/s", True), ("router latency p99", "ms", False))
+    metrics = (("router throughput", "req/s", True), ("router latency p50", "ms", False),
+               ("router latency p99", "ms", False))
     if not shutil.which("wrk"):
         return [failed(m, u, "wrk is not installed (apt-get install wrk)") for m, u, _ in metrics]
     try:
@@ -45,8 +46,8 @@ def run(quick: bool) -> list[Result]:
         return [not_built(m, u, f"no unicloud image: {type(e).__name__}: {e}") for m, u, _ in metrics]
 
     rounds, seconds = (1, 5) if quick else (3, 10)
-    via = {"rps": [], "p99": [], "errors": 0}
-    direct = {"rps": [], "p99": [], "errors": 0}
+    via = {"rps": [], "p50": [], "p99": [], "errors": 0}
+    direct = {"rps": [], "p50": [], "p99": [], "errors": 0}
     work = Path(tempfile.mkdtemp(prefix="bench-router-", dir="/tmp"))
     nginx = None
     try:
@@ -70,10 +71,10 @@ def run(quick: bool) -> list[Result]:
             for i in range(rounds):
                 order = ((direct, vm_port, []), (via, settings.router_port, ["-H", f"Host: {host}"]))
                 for side, port, headers in (order if i % 2 == 0 else order[::-1]):
-                    rps, p99, errors = _wrk(port, headers, seconds)
-                    side["rps"].append(rps)
-                    side["p99"].append(p99)
-                    side["errors"] += errors
+                    got = _wrk(port, headers, seconds)
+                    for key in ("rps", "p50", "p99"):
+                        side[key].append(got[key])
+                    side["errors"] += got["errors"]
                 log(f"round {i + 1}: direct {direct['rps'][-1]:.0f} req/s p99 {direct['p99'][-1]:.1f} ms;"
                     f" router {via['rps'][-1]:.0f} req/s p99 {via['p99'][-1]:.1f} ms")
     except Exception as e:
@@ -90,6 +91,7 @@ def run(quick: bool) -> list[Result]:
     return [
         Result("router throughput", "req/s", via["rps"], BASE, direct["rps"], note,
                higher_is_better=True),
+        Result("router latency p50", "ms", via["p50"], BASE, direct["p50"], note),
         Result("router latency p99", "ms", via["p99"], BASE, direct["p99"], note),
     ]
 
@@ -97,18 +99,19 @@ def run(quick: bool) -> list[Result]:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def _wrk(port: int, headers: list[str], seconds: int) -> tuple[float, float, int]:
-    """(requests/s, p99 latency in ms, errors) of one bounded wrk run against loopback."""
+def _wrk(port: int, headers: list[str], seconds: int) -> dict:
+    """Requests/s, p50/p99 latency in ms and errors of one bounded wrk run against loopback."""
     argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", *headers,
             f"http://127.0.0.1:{port}/"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     return parse_wrk(out)
 
 
-def parse_wrk(out: str) -> tuple[float, float, int]:
+def parse_wrk(out: str) -> dict:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-    if not rps or not p99:
+    if not rps or not p50 or not p99:
         raise RuntimeError(f"cannot parse wrk output: {out[-300:]!r}")
     errors = 0
     m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -117,4 +120,5 @@ def parse_wrk(out: str) -> tuple[float, float, int]:
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if m:
         errors += sum(int(x) for x in m.groups())
-    return float(rps[1]), float(p99[1]) * _UNITS[p99[2]], errors
+    return {"rps": float(rps[1]), "p50": float(p50[1]) * _UNITS[p50[2]],
+            "p99": float(p99[1]) * _UNITS[p99[2]], "errors": errors}

@@ -14,6 +14,8 @@ def fmt(x: float | None) -> str:
     if x is None:
         return "—"
     ax = abs(x)
+    if float(x).is_integer() and ax < 1000:
+        return f"{x:.0f}"
     if ax >= 1000:
         return f"{x:,.0f}"
     if ax >= 100:

@@ -30,8 +30,8 @@ def test_ok_row_has_medians_ratio_runs_and_spread():
     r = Result("boot to first HTTP 200", "s", [4.0, 5.0, 6.0], "conventional VM", [10.0, 20.0, 30.0],
                "TCG", chart="boot")
     cells = _rows(render_markdown([r], MACHINE, quick=False, elapsed_s=12))["boot to first HTTP 200"]
-    assert cells[1:] == ["s", "5.00", "conventional VM", "20.0", "0.25×", "3 / 3",
-                         "4.00 / 5.00 / 6.00", "10.0 / 20.0 / 30.0", "TCG"]
+    assert cells[1:] == ["s", "5", "conventional VM", "20", "0.25×", "3 / 3",
+                         "4 / 5 / 6", "10 / 20 / 30", "TCG"]
 
 
 def test_not_built_row_shows_reason_and_measured_baseline():
@@ -130,3 +130,29 @@ def test_runner_converts_dicts_and_turns_errors_into_failed_rows(fake_package):
     assert broken.status == "failed" and "OSError: disk full" in broken.reason
     [noimport] = runner.run_module("fakebench.bench_noimport", quick=False)
     assert noimport.status == "failed" and "does_not_exist_anywhere" in noimport.reason
+
+
+WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:8080/
+  1 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   120.50ms   30.10ms 1.26s    90.00%
+    Req/Sec    28.00      5.00    40.00     70.00%
+  Latency Distribution
+     50%  110.00ms
+     75%  130.00ms
+     90%  150.00ms
+     99%    1.26s
+  140 requests in 5.01s, 20.00KB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:     27.92
+Transfer/sec:      3.99KB
+"""
+
+
+def test_parse_wrk_reads_rate_p99_in_ms_and_errors():
+    from bench.bench_router import parse_wrk
+
+    assert parse_wrk(WRK_OUTPUT) == {"rps": 27.92, "p50": 110.0, "p99": 1260.0, "errors": 7}
+    with pytest.raises(RuntimeError, match="cannot parse wrk output"):
+        parse_wrk("connection refused")
