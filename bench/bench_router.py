@@ -87,7 +87,10 @@ def run(quick: bool) -> list[Result]:
                 log(f"nginx stop: {e}")
         shutil.rmtree(work, ignore_errors=True)
     note = (f"wrk -t1 -c{CONNECTIONS} -d{seconds}s, GET / of python-hello in one TCG VM; "
-            f"non-2xx/socket errors: router {via['errors']}, direct {direct['errors']}")
+            f"non-2xx/socket errors: router {via['errors']}, direct {direct['errors']}; wrk's latency "
+            "excludes its own connect time, so direct latency leaves out the new TCP connection to "
+            "the VM per request (the app closes each one) while through the router nginx's upstream "
+            "connect is inside it")
     return [
         Result("router throughput", "req/s", via["rps"], BASE, direct["rps"], note,
                higher_is_better=True),
