@@ -286,8 +286,7 @@ def running_runtime(tmp: Path, images: dict[str, tuple[Path, str, dict]], **over
     rt.start("router", "unicloud.router")
     try:
         wait_for(lambda: rt.redis().exists("host:local:heartbeat"), 60, "the agent's first heartbeat")
-        wait_for(lambda: rt.get(app="empty")[0] == 503 if _port_open(settings.router_port) else False, 30,
-                 "the router")
+        wait_for(lambda: _router_serves_table(rt), 30, "the router to serve the scheduler's first table")
         yield rt
     finally:
         for name in ("scheduler", "router"):
@@ -307,6 +306,17 @@ def runtime(tmp_path_factory, runtime_images):
             pytest.skip(f"{tool} is not installed")
     with running_runtime(tmp_path_factory.mktemp("rt"), runtime_images) as rt:
         yield rt
+
+
+def _router_serves_table(rt: Runtime) -> bool:
+    """nginx briefly runs old and new workers after a reload; the router's ack means it is done."""
+    from unicloud.router import table
+
+    r = rt.redis()
+    text = r.get(table.TABLE_KEY)
+    if not text or "empty" not in text:
+        return False
+    return r.get(table.APPLIED_KEY) == table.RoutingTable.from_json(text).version
 
 
 def _port_open(port: int) -> bool:

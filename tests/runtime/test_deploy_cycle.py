@@ -28,10 +28,10 @@ def _deploy(rt, greeting: str) -> tuple[object, float]:
 
 def test_unknown_app_404_and_app_without_instances_503(runtime):
     status, body, headers = runtime.get(app="nosuchapp")
-    assert status == 404 and "No such app" in body
+    assert status == 404 and "No such app" in body, (status, body, runtime.dump())
     assert headers.get("X-Request-Id")
     status, body, _ = runtime.get(app="empty")
-    assert status == 503 and "Application unavailable" in body
+    assert status == 503 and "Application unavailable" in body, (status, body, runtime.dump())
 
 
 def test_deploy_v1(runtime):
