@@ -177,8 +177,14 @@ class Runtime:
 
         return [logs.format_entry(f) for _, f in logs.recent(self.redis(), self.app_name, n)]
 
-    def vm_pid(self, instance_id: str) -> int:
-        return int((self.settings.vms_dir / "local" / instance_id / "qemu.pid").read_text().strip())
+    def vm_pid(self, instance_id: str, host: str = "local") -> int:
+        return int((self.settings.vms_dir / host / instance_id / "qemu.pid").read_text().strip())
+
+    def host_name(self, host_id: int) -> str:
+        from unicloud.db.models import Host
+
+        with self.session() as s:
+            return s.get(Host, host_id).name
 
     def dump(self) -> str:
         parts = [f"--- {name} ---\n{p.output()[-6000:]}" for name, p in self.procs.items()]
@@ -293,8 +299,8 @@ def running_runtime(tmp: Path, images: dict[str, tuple[Path, str, dict]], **over
             if name in rt.procs:
                 rt.procs[name].stop()
         _stop_all_vms(rt)
-        if "agent" in rt.procs:
-            rt.procs["agent"].stop()
+        for name in [n for n in rt.procs if n.startswith("agent")]:
+            rt.procs[name].stop()
         redis_proc.terminate()
         redis_proc.wait(10)
 
@@ -329,10 +335,9 @@ def _port_open(port: int) -> bool:
 
 def _stop_all_vms(rt: Runtime) -> None:
     """Stop the QEMUs this runtime started (by their pid files, never by name)."""
-    vms = rt.settings.vms_dir / "local"
-    if not vms.is_dir():
+    if not rt.settings.vms_dir.is_dir():
         return
-    for d in vms.iterdir():
+    for d in rt.settings.vms_dir.glob("*/*"):
         pidfile = d / "qemu.pid"
         try:
             pid = int(pidfile.read_text().strip())

@@ -169,3 +169,21 @@ def test_restarting_scheduler_and_router_keeps_apps_serving(runtime):
     wait_for(lambda: runtime.body() == "hello two", 30, "the app to serve through the new router")
     assert runtime.get(app="nosuchapp")[0] == 404
     print("\nmeasured:", {k: round(v, 2) if isinstance(v, float) else v for k, v in TIMES.items()})
+
+
+def test_a_second_host_takes_placements_and_its_loss_is_healed(runtime):
+    runtime.start("agent-second", "unicloud.hypervisor",
+                  {"UNICLOUD_HOST_NAME": "second", "UNICLOUD_HOST_CAPACITY_MB": "4096"})
+    wait_for(lambda: runtime.redis().exists("host:second:heartbeat"), 60, "the second agent's heartbeat")
+    runtime.set_formation(2)
+    wait_for(lambda: len(runtime.instances(("up",))) == 2, 90, "two instances up")
+    web2 = next(i for i in runtime.instances(("up",)) if i.index == 2)
+    assert runtime.host_name(web2.host_id) == "second", "placed on the host with the most free memory"
+    assert {runtime.body("/env/DYNO") for _ in range(40)} == {"web.1", "web.2"}
+    # The host dies with its agent; its heartbeat expires and web.2 comes back on the live host.
+    runtime.procs["agent-second"].stop(signal.SIGKILL)
+    os.kill(runtime.vm_pid(web2.id, "second"), signal.SIGKILL)
+    wait_for(lambda: any(i.index == 2 and i.state == "up" and runtime.host_name(i.host_id) == "local"
+                         for i in runtime.instances(("up",))), 120, "web.2 to be restarted on host local")
+    assert {runtime.body("/env/DYNO") for _ in range(40)} == {"web.1", "web.2"}
+    assert any("web.2 lost: host second stopped sending heartbeats" in l for l in runtime.app_logs())
