@@ -26,3 +26,14 @@ def release_event_lines(what: str | None, version: int | None, email: str) -> li
     if version is not None:
         lines.append(f"Release v{version} created by {email}")
     return lines
+
+
+def wake_scheduler(settings: Settings) -> None:
+    """Desired state changed (a release or a formation): ask for a reconciler pass now rather than
+    at its next interval. Best effort, like the events above."""
+    from unicloud.scheduler.reconciler import wake
+
+    try:
+        wake(get_redis(settings))
+    except Exception as exc:  # noqa: BLE001 - the scheduler's own interval still picks it up
+        log.warning("could not wake the scheduler: %s", exc)

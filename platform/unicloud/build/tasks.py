@@ -156,6 +156,9 @@ def _record_success(settings, build_id, record, output, log, create_release) -> 
         build.log = log.text
         release_id = release.id
     log.end("succeeded", release_id=release_id)
+    from unicloud.scheduler.reconciler import wake
+
+    wake(get_redis(settings))  # a pending release: deploy it now, not at the next interval
 
 
 def reap_lost_builds(settings: Settings) -> int:

@@ -58,8 +58,13 @@ def _pause(rec: Reconciler, pubsub, wait: float):
 
 
 def main() -> None:
+    from unicloud.logs.drains import DrainForwarder
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run(Settings.from_env(), stop)
+    settings = Settings.from_env()
+    # Log drains ride along in the scheduler: one always-running process per platform.
+    DrainForwarder(settings).start()
+    run(settings, stop)
     print("scheduler: stopped", flush=True)

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from unicloud.api.deps import current_user, get_session, get_settings, member_app
-from unicloud.api.events import emit_api_event, release_event_lines
+from unicloud.api.events import emit_api_event, release_event_lines, wake_scheduler
 from unicloud.api.serializers import release_json
 from unicloud.config import Settings
 from unicloud.db.models import App, User
@@ -51,6 +51,8 @@ def patch_config(body: Any = Body(...), app: App = Depends(member_app), session:
     ]))
     session.commit()
     emit_api_event(settings, app.name, *release_event_lines(what, release.version if release else None, user.email))
+    if release is not None:
+        wake_scheduler(settings)
     return {"config": dict(sorted(app.config.items())),
             "release": release_json(release, app.current_release_id) if release else None}
 
@@ -77,6 +79,7 @@ def rollback(body: RollbackRequest | None = Body(None), app: App = Depends(membe
     release = release_service.rollback(session, app, user, target)
     session.commit()
     emit_api_event(settings, app.name, *release_event_lines(release.description, release.version, user.email))
+    wake_scheduler(settings)
     return release_json(release, app.current_release_id)
 
 
@@ -95,5 +98,6 @@ def patch_formation(body: Any = Body(...), app: App = Depends(member_app), sessi
     session.commit()
     scaled = ", ".join(f"{k}@{v}" for k, v in sorted(changes.items()))
     emit_api_event(settings, app.name, f"Scaled to {scaled} by {user.email}")
+    wake_scheduler(settings)
     current = app.current_release
     return {"formation": formation, "process_types": dict(current.process_types or {}) if current else {}}
