@@ -55,7 +55,7 @@ def api(settings) -> Api:
 
 
 def deploy_release(settings, app_name: str, *, digest: str = "sha256:" + "ab" * 32, status: str = "succeeded",
-                   config: dict | None = None, make_current: bool = True) -> int:
+                   config: dict | None = None, make_current: bool = True, stored: bool = True) -> int:
     """Stand in for build + scheduler: an image row and a release in a final state."""
     from unicloud.services import releases
 
@@ -67,6 +67,10 @@ def deploy_release(settings, app_name: str, *, digest: str = "sha256:" + "ab" * 
                           total_size=6_000_000, manifest={})
             s.add(image)
             s.flush()
+        image_dir = settings.images_dir / digest.removeprefix("sha256:")
+        if stored and not image_dir.exists():  # rollback checks the store; a placeholder will do
+            image_dir.mkdir(parents=True)
+            (image_dir / "manifest.json").write_text("{}")
         rel = releases.create_release(s, app, image=image, config=config or dict(app.config or {}),
                                       process_types={"web": "python app.py"}, description="Deploy abc1234",
                                       user=app.owner, commit="abc1234" + "0" * 33)

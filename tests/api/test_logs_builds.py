@@ -161,7 +161,7 @@ def test_build_cache_purge(api):
 def test_image_files_download_with_checksum(api):
     api.post("/api/apps", json={"name": "imaged"})
     digest = "sha256:" + "cd" * 32
-    deploy_release(api.settings, "imaged", digest=digest)
+    deploy_release(api.settings, "imaged", digest=digest, stored=False)
     image_dir = api.settings.images_dir / ("cd" * 32)
     image_dir.mkdir(parents=True)
     (image_dir / "kernel").write_bytes(b"\x7fkernel" * 100)
@@ -181,6 +181,6 @@ def test_image_inspect_without_an_image(api):
     api.post("/api/apps", json={"name": "noimage"})
     r = api.get("/api/apps/noimage/images/current")
     assert r.status_code == 404 and "no current release" in r.json()["error"]
-    deploy_release(api.settings, "noimage", digest="sha256:" + "ef" * 32)
+    deploy_release(api.settings, "noimage", digest="sha256:" + "ef" * 32, stored=False)
     r = api.get("/api/apps/noimage/images/v1")
     assert r.status_code == 404 and "not in the image store" in r.json()["error"]

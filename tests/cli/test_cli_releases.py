@@ -198,7 +198,7 @@ def test_builds_and_cache(cli):
 def test_images_export_checks_every_file(cli):
     cli.ok("create", "imaged")
     digest_hex = "9a" * 32
-    deploy_release(cli.settings, "imaged", digest="sha256:" + digest_hex)
+    deploy_release(cli.settings, "imaged", digest="sha256:" + digest_hex, stored=False)
     image_dir = cli.settings.images_dir / digest_hex
     image_dir.mkdir(parents=True)
     contents = {"kernel": b"K" * 5000, "rootfs.cpio.zst": b"R" * 7000, "manifest.json": b"{}", "sbom.cdx.json": b"{}"}

@@ -159,6 +159,10 @@ def _record_success(settings, build_id, record, output, log, create_release) -> 
     from unicloud.scheduler.reconciler import wake
 
     wake(get_redis(settings))  # a pending release: deploy it now, not at the next interval
+    from unicloud.image.retention import collect_garbage
+
+    for digest in collect_garbage(settings):
+        print(f"retention: removed image {digest[:12]} of an old release", flush=True)
 
 
 def reap_lost_builds(settings: Settings) -> int:

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from unicloud.config import Settings
@@ -134,11 +135,17 @@ class ImageStore:
             shutil.rmtree(tmpdir)  # another writer won the race with the same content
         return digest
 
-    def gc(self, keep: set[str]) -> list[str]:
-        """Remove every image not in `keep` (and stale staging dirs); return removed digests."""
+    def gc(self, keep: set[str], *, min_age: float = 0.0) -> list[str]:
+        """Remove every image not in `keep` (and stale staging dirs); return removed digests.
+
+        Anything younger than `min_age` seconds is left alone: another build may be staging it,
+        or may have stored it without having recorded it in the database yet."""
         keep = {normalise_digest(d) for d in keep}
+        cutoff = time.time() - min_age
         removed = []
         for p in sorted(self.root.iterdir()):
+            if min_age and p.stat().st_mtime > cutoff:
+                continue
             if p.name.startswith(".staging-"):
                 shutil.rmtree(p, ignore_errors=True)
             elif _DIGEST.match(p.name) and p.name not in keep:

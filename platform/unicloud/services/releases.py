@@ -94,8 +94,11 @@ def release_config_change(session: Session, app: App, user: User, changes: dict[
     )
 
 
-def rollback(session: Session, app: App, user: User, version: int | None = None) -> Release:
-    """Release the image and config of vN (default: the release before the current one), no build."""
+def rollback(session: Session, app: App, user: User, version: int | None = None,
+             image_available=None) -> Release:
+    """Release the image and config of vN (default: the release before the current one), no build.
+
+    `image_available(image) -> bool` lets the caller refuse a target whose image was collected."""
     current = app.current_release
     if version is None:
         if current is None:
@@ -114,6 +117,9 @@ def rollback(session: Session, app: App, user: User, version: int | None = None)
             raise ServiceError(f"v{version} has no image to roll back to", 409)
         if target.status == "failed":
             raise ServiceError(f"v{version} failed to deploy; refusing to roll back to it", 409)
+    if image_available is not None and not image_available(target.image):
+        raise ServiceError(f"the image of v{target.version} was garbage-collected (images of the last "
+                           "releases are kept; see UNICLOUD_KEEP_RELEASES); push that commit again instead", 409)
     app.config = dict(target.config or {})
     return create_release(
         session, app, image=target.image, config=target.config, process_types=target.process_types,

@@ -12,6 +12,7 @@ from unicloud.api.deps import current_user, get_session, get_settings, member_ap
 from unicloud.api.events import emit_api_event, release_event_lines, wake_scheduler
 from unicloud.api.serializers import release_json
 from unicloud.config import Settings
+from unicloud.image.retention import image_available
 from unicloud.db.models import App, User
 from unicloud.services import ServiceError, releases as release_service
 from unicloud.services.apps import validate_config_changes
@@ -76,7 +77,8 @@ def rollback(body: RollbackRequest | None = Body(None), app: App = Depends(membe
              settings: Settings = Depends(get_settings)) -> dict:
     version = body.version if body else None
     target = None if version is None else release_service.parse_version(version)
-    release = release_service.rollback(session, app, user, target)
+    release = release_service.rollback(session, app, user, target,
+                                       image_available=lambda image: image_available(settings, image))
     session.commit()
     emit_api_event(settings, app.name, *release_event_lines(release.description, release.version, user.email))
     wake_scheduler(settings)
