@@ -51,6 +51,17 @@ def whoami(as_json: JsonOpt = False):
         echo(account["email"])
 
 
+@app.command("users:add")
+def users_add(email: Annotated[str, typer.Argument(help="the developer's email address")], as_json: JsonOpt = False):
+    """(admin) Create a user if needed and issue a new API token for them, shown once."""
+    user = Api().post("/api/users", {"email": email})
+    if as_json:
+        print_json(user)
+        return
+    echo(f"Issued a token for {user['email']} (shown once; they log in with `unicloud login --token ...`):")
+    echo(user["token"])
+
+
 @app.command("up")
 def up(
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="platform state (default ~/.local/share/unicloud)")] = None,

@@ -13,8 +13,9 @@ from unicloud.api.serializers import app_json, key_json, public_host, user_json
 from unicloud.api.teardown import remove_app_files, stop_vms
 from unicloud.config import Settings
 from unicloud.db.models import App, User
-from unicloud.services import ServiceError, apps as app_service, keys as key_service
+from unicloud.services import Forbidden, ServiceError, apps as app_service, keys as key_service
 from unicloud.services.lifecycle import destroy_app
+from unicloud.services.tokens import create_token
 from unicloud.services.users import get_or_create_user
 
 router = APIRouter(prefix="/api")
@@ -45,6 +46,21 @@ def _git_repos():
 @router.get("/account", tags=["account"])
 def account(user: User = Depends(current_user)) -> dict:
     return user_json(user)
+
+
+@router.post("/users", status_code=201, tags=["account"])
+def add_user(body: MemberAdd, session: Session = Depends(get_session, scope="function"),
+             user: User = Depends(current_user)) -> dict:
+    """Admins onboard a developer: the user is created if needed and gets a new API token,
+    shown once (only its hash is stored)."""
+    if not user.is_admin:
+        raise Forbidden("only an admin can add users and issue their tokens")
+    email = body.email.strip()
+    if not EMAIL.match(email):
+        raise ServiceError(f"invalid email address {email!r}", 422)
+    member = get_or_create_user(session, email)
+    token = create_token(session, member, f"issued by {user.email}")
+    return {**user_json(member), "token": token}
 
 
 @router.get("/apps", tags=["apps"])
