@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import io
 import json
 import subprocess
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,9 +22,12 @@ from tests.image.test_builder import unpack
 pytestmark = pytest.mark.slow
 
 HELLO_WSGI = '''\
+"""Hello WSGI app: its docstring must survive in its bytecode."""
 import os
 import socketserver
 from wsgiref.simple_server import WSGIServer, make_server
+
+import uc_docs  # noqa: F401  (reads its own docstring when imported)
 
 
 class Server(socketserver.ThreadingMixIn, WSGIServer):
@@ -53,6 +59,12 @@ MANIFEST = {
     "workdir": "/app", "process_types": {"web": "python app.py"},
 }
 
+SITE_PACKAGES = "/app/.venv/lib/python3.11/site-packages"
+# a library that reads its own docstring at run time (as click and typer do)
+SITE_MODULE = '''"""uc_docs: a site-packages module whose docstring must survive."""
+HELP = __doc__.split(":")[0]
+'''
+
 
 @pytest.fixture(scope="module")
 def python_root(tmp_path_factory):
@@ -74,6 +86,7 @@ def python_root(tmp_path_factory):
         (app / "Procfile").write_text("web: python app.py\n")
         subprocess.run(["chroot", str(merged), "/usr/bin/python3.11", "-m", "venv",
                         "--without-pip", "/app/.venv"], check=True)
+        (merged / SITE_PACKAGES.lstrip("/") / "uc_docs.py").write_text(SITE_MODULE)
         (app / ".unicloud").mkdir(exist_ok=True)
         (app / ".unicloud" / "runtime.json").write_text(json.dumps(MANIFEST))
         yield merged
@@ -132,3 +145,20 @@ def test_python_image_boots_and_serves(python_root, kernel, tmp_path):
     finally:
         manager.stop("img-test", grace=5)
         manager.remove("img-test")
+
+
+def test_only_the_stdlib_zip_loses_docstrings(python_root, kernel, tmp_path):
+    """The zipped stdlib is compiled like -OO; the app and site-packages keep their docstrings."""
+    rec = build_image(python_root, MANIFEST, store=ImageStore(tmp_path / "s"), kernel=kernel,
+                      log=lambda m: None)
+    files = unpack(rec.path / "rootfs.cpio.zst")
+    with zipfile.ZipFile(io.BytesIO(files["/usr/lib/python311.zip"].data)) as zf:
+        json_pyc = zf.read("json/__init__.pyc")
+    json_doc = ast.get_docstring(ast.parse((python_root / "usr/lib/python3.11/json/__init__.py")
+                                           .read_text()), clean=False)
+    assert json_doc and json_doc[:60].encode() not in json_pyc
+    assert b"JSON (JavaScript Object Notation)" not in json_pyc
+    app_pyc = files["/app/__pycache__/app.cpython-311.pyc"].data
+    assert b"Hello WSGI app: its docstring must survive" in app_pyc
+    site_pyc = files[f"{SITE_PACKAGES}/__pycache__/uc_docs.cpython-311.pyc"].data
+    assert b"uc_docs: a site-packages module whose docstring must survive" in site_pyc

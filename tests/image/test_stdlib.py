@@ -4,10 +4,13 @@ optional capabilities (OpenSSL, lzma, ...) ship."""
 from __future__ import annotations
 
 import ast
+import base64
 import textwrap
 
+import pytest
+
 from unicloud.image.stdlib import closure_of
-from unicloud.image.stdlib_probe import import_edges
+from unicloud.image.stdlib_probe import compile_, import_edges
 
 SOURCE = textwrap.dedent('''
     import os, json.decoder
@@ -106,3 +109,23 @@ def test_cli_imports_are_followed_only_from_app_code():
     g["app"]["edges"].append(("ast", 2))  # app's own __main__ block: the real entry point
     needed, _ = run(g, ["app"])
     assert "ast" in needed and "argparse" not in needed
+
+
+COMPILED = textwrap.dedent('''
+    """Module docstring that -OO drops."""
+    def f():
+        """Function docstring that -OO drops."""
+        assert False, "assert message that -O drops"
+''')
+
+
+def test_compile_probe_strips_docstrings_only_when_asked(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text(COMPILED)
+    texts = (b"Module docstring", b"Function docstring", b"assert message")
+    plain = compile_({"files": [[str(src), "m.py"]]})
+    assert all(t in base64.b64decode(plain["pyc"][str(src)]) for t in texts)
+    stripped = compile_({"files": [[str(src), "m.py"]], "optimize": 2})
+    assert not any(t in base64.b64decode(stripped["pyc"][str(src)]) for t in texts)
+    with pytest.raises(ValueError, match="optimize must be 0, 1 or 2"):
+        compile_({"files": [[str(src), "m.py"]], "optimize": 3})

@@ -55,6 +55,12 @@ CJK_ENCODINGS = re.compile(r"^(big5|big5hkscs|cp932|cp949|cp950|euc_.*|gb2312|gb
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _APP_SPEC = re.compile(r"^([A-Za-z_][\w.]*):[A-Za-z_][\w.()]*$")
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+# The stdlib in the zip is compiled as `-OO` would (no docstrings, no asserts): the zip is 15%
+# smaller (hello: 4.86 -> 4.14 MB, 166 KB less after zstd). zipimport loads any `name.pyc`
+# whatever its optimization level, and the stdlib is supported under -OO (it never needs its own
+# docstrings at run time). Only the stdlib: the app and site-packages keep optimize=0, as
+# libraries (click, typer, docopt, ...) read their docstrings.
+ZIP_OPTIMIZE = 2
 
 
 class StdlibError(RuntimeError):
@@ -267,8 +273,10 @@ def prune_stdlib(root: Path, manifest: dict, *, excluded=lambda p: False,
         f"({len(traced['modules'])} traced, {len(dynamic)} of them dynamic imports, "
         f"{len(graph)} analysed)")
 
-    compiled = run_probe(root, interpreter, {"mode": "compile", "files": [
-        [src, posixpath.join(zip_path, arc[:-1])] for arc, src in sorted(zip_sources.items())]})
+    compiled = run_probe(root, interpreter, {
+        "mode": "compile", "optimize": ZIP_OPTIMIZE,
+        "files": [[src, posixpath.join(zip_path, arc[:-1])]
+                  for arc, src in sorted(zip_sources.items())]})
     notes += [f"compile: {s}: {e}" for s, e in compiled["failed"]]
     zip_bytes = _write_zip({arc: base64.b64decode(compiled["pyc"][src])
                             for arc, src in zip_sources.items() if src in compiled["pyc"]},

@@ -4,7 +4,8 @@ It is sent as `python -c` source, so it imports only the stdlib. One JSON reques
 JSON line prefixed with MARKER on stdout. Modes:
   scan     static import graph (AST, nothing executed), edges marked hard or soft
   trace    import the app's entry modules with the app's own sys.path and report sys.modules
-  compile  compile sources to unchecked-hash .pyc (reproducible: no mtimes), base64-encoded
+  compile  compile sources to unchecked-hash .pyc (reproducible: no mtimes), base64-encoded;
+           "optimize" (0, 1 or 2, default 0) as for compile()
 """
 import ast
 import base64
@@ -231,11 +232,14 @@ def compile_(req):
 
     out = {}
     failed = []
+    optimize = req.get("optimize", 0)
+    if optimize not in (0, 1, 2):
+        raise ValueError(f"compile: optimize must be 0, 1 or 2, got {optimize!r}")
     for src, display in req["files"]:
         with open(src, "rb") as f:
             source = f.read()
         try:
-            code = compile(source, display, "exec", dont_inherit=True, optimize=0)
+            code = compile(source, display, "exec", dont_inherit=True, optimize=optimize)
         except (SyntaxError, ValueError) as exc:  # py2 leftovers in vendored files
             failed.append([src, repr(exc)[:200]])
             continue
