@@ -159,6 +159,21 @@ def app_python(root: Path, manifest: dict) -> str:
     return manifest["interpreter"]
 
 
+# Stdlib modules that import another stdlib module by a computed name, invisible to the import
+# scan and to a start-up trace: sysconfig loads `_sysconfigdata_<abi>_<platform>_<multiarch>`
+# (Django reaches it through zoneinfo at request time).
+LOADED_BY_NAME = {"sysconfig": "_sysconfigdata_*.py"}
+
+
+def _loaded_by_name(root: Path, stdlib: str, found: dict[str, str]) -> dict[str, str]:
+    extra: dict[str, str] = {}
+    for importer, pattern in LOADED_BY_NAME.items():
+        if importer in found:
+            for f in host_path(root, stdlib).glob(pattern):
+                extra[f.stem] = f"{stdlib}/{f.name}"
+    return extra
+
+
 def prune_stdlib(root: Path, manifest: dict, *, excluded=lambda p: False,
                  compress: bool = False, log=print) -> StdlibPlan:
     stdlib = manifest.get("stdlib")
@@ -249,6 +264,7 @@ def prune_stdlib(root: Path, manifest: dict, *, excluded=lambda p: False,
     app_text = b"".join(host_path(root, f).read_bytes() for f in app_files)
     found_names, reached = closure_of(graph, names, in_site, by_top, app_text, is_stdlib)
     found = {n: graph[n]["file"] for n in found_names if graph[n]["file"]} | traced_files
+    found |= _loaded_by_name(root, stdlib, found)
     reached |= {n.split(".")[0] for n in traced_files if in_site(n)}
     dropped = _build_tools_to_drop(root, site_packages, reached)
     if dropped:

@@ -30,6 +30,7 @@ from unicloud.db.models import App, Host, Instance, Release, utcnow
 from unicloud.db.session import session_scope
 from unicloud.redis_client import get_redis
 from unicloud.router import table as rt
+from unicloud.image.memory import instance_memory_mb
 from unicloud.scheduler import hosts as hostlive
 from unicloud.scheduler.events import event
 from unicloud.hypervisor.agent import image_dir_for
@@ -75,6 +76,11 @@ def age(ts: dt.datetime | None) -> float:
 
 def dyno(inst: Instance) -> str:
     return f"{inst.process_type}.{inst.index}"
+
+
+def memory_for(app: App, release: Release) -> int:
+    """The app's memory setting, raised to what its image needs to unpack and start."""
+    return instance_memory_mb(app.memory_mb, release.image.manifest if release.image else None)
 
 
 def boot_signature(release: Release, memory_mb: int) -> str:
@@ -272,7 +278,7 @@ class Reconciler:
 
     def _reuse_warm(self, s: Session, app: App, rel: Release, instances: list[Instance], n: int) -> list[Instance]:
         """Instances booted from the same image, config and command can serve `rel` as they are."""
-        want = boot_signature(rel, app.memory_mb)
+        want = boot_signature(rel, memory_for(app, rel))
         warm = [i for i in instances if i.state in ("up", "draining") and i.process_type == "web"
                 and i.release_id != rel.id and boot_signature(i.release, i.memory_mb) == want
                 and i.id not in self.stop_sent]
@@ -295,9 +301,10 @@ class Reconciler:
         return taken
 
     def _boot(self, s: Session, app: App, rel: Release, idx: int, placer: Placer) -> Instance:
-        host, port = placer.place(app.memory_mb)
+        memory = memory_for(app, rel)
+        host, port = placer.place(memory)
         inst = Instance(app_id=app.id, release_id=rel.id, process_type="web", index=idx, host_id=host.id,
-                        host_port=port, memory_mb=app.memory_mb, state="starting")
+                        host_port=port, memory_mb=memory, state="starting")
         s.add(inst)
         s.flush()
         self.outbox.append((START_TASK, [inst.id], host_queue(host.name)))
