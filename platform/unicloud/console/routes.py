@@ -116,17 +116,24 @@ def apps_page(request: Request):
         return templates.TemplateResponse(request, "apps.html", {"user": user.email, "apps": rows})
 
 
+def _signed_in_app(request: Request, session, name: str):
+    """(user, app, None) for a member, else (None, None, the login redirect or a 404 page)."""
+    user = user_for_token(session, _token(request))
+    if user is None:
+        return None, None, _to_login()
+    try:
+        return user, app_service.get_app_for(session, name, user), None
+    except NotFound as exc:
+        return None, None, _error_page(request, 404, exc.message)
+
+
 @router.get("/apps/{name}", response_class=HTMLResponse)
 def app_page(request: Request, name: str):
     settings = _settings(request)
     with session_scope(settings) as session:
-        user = user_for_token(session, _token(request))
-        if user is None:
-            return _to_login()
-        try:
-            app = app_service.get_app_for(session, name, user)
-        except NotFound as exc:
-            return _error_page(request, 404, exc.message)
+        user, app, refusal = _signed_in_app(request, session, name)
+        if refusal is not None:
+            return refusal
         ctx = {
             "user": user.email,
             "app": {"name": app.name, "url": settings.app_url(app.name), "formation": dict(app.formation or {})},
@@ -153,11 +160,10 @@ def _recent_logs(settings, app_name: str) -> dict:
 def build_page(request: Request, name: str, build_id: str):
     settings = _settings(request)
     with session_scope(settings) as session:
-        user = user_for_token(session, _token(request))
-        if user is None:
-            return _to_login()
+        user, app, refusal = _signed_in_app(request, session, name)
+        if refusal is not None:
+            return refusal
         try:
-            app = app_service.get_app_for(session, name, user)
             build = build_service.get_build(session, app, build_id)
         except NotFound as exc:
             return _error_page(request, 404, exc.message)
