@@ -76,7 +76,6 @@ def execute_build(settings: Settings, build_id: str) -> None:
     from unicloud.build.pipeline import BuildError, run_build
     from unicloud.image.builder import ImageAuditError, ImageBuildError, build_image
     from unicloud.image.store import ImageStore
-    from unicloud.services.releases import create_release
 
     r = get_redis(settings)
     log = BuildLog(r, build_id)
@@ -112,7 +111,7 @@ def execute_build(settings: Settings, build_id: str) -> None:
                                  source_date_epoch=epoch, log=log)
         finally:
             output.close()
-        _record_success(settings, build_id, record, output, log, create_release)
+        _record_success(settings, build_id, record, output, log)
     except BuildError as exc:
         _fail(settings, build_id, log, exc.reason)
     except ImageAuditError as exc:
@@ -128,7 +127,10 @@ def execute_build(settings: Settings, build_id: str) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _record_success(settings, build_id, record, output, log, create_release) -> None:
+def _record_success(settings: Settings, build_id: str, record, output, log: BuildLog) -> None:
+    """Record the image and a pending release, end the build log, and wake the scheduler."""
+    from unicloud.services.releases import create_release
+
     manifest = record.manifest
     with session_scope(settings) as s:
         build = s.get(Build, build_id)
