@@ -1,6 +1,6 @@
 """Push throughput of a ~50 MB repository of random (incompressible) blobs: unicloud's git
 receiver over SSH (the real `python -m unicloud.git` process, paramiko + dulwich) and over smart
-HTTP (the git WSGI app under uvicorn + Starlette, as the API mounts it), against `git push
+HTTP (through the real API process, which mounts the git WSGI app with a2wsgi), against `git push
 file://` (git's own receive-pack, no network) in the same run.
 
 Pushes go to a non-deploy branch so no build runs; every round pushes into a fresh, empty
@@ -93,20 +93,8 @@ def _start_ssh_server(settings, root: Path) -> subprocess.Popen:
 
 
 def _start_http_server(settings, root: Path) -> subprocess.Popen:
-    """uvicorn in its own process, serving only the /git mount (like the API's)."""
-    code = (
-        "import warnings, uvicorn\n"
-        "from starlette.applications import Starlette\n"
-        "from starlette.routing import Mount\n"
-        "with warnings.catch_warnings():\n"
-        "    warnings.simplefilter('ignore')\n"
-        "    from starlette.middleware.wsgi import WSGIMiddleware\n"
-        "from unicloud.config import Settings\n"
-        "from unicloud.git.http import create_git_wsgi_app\n"
-        "s = Settings.from_env()\n"
-        "app = Starlette(routes=[Mount('/git', app=WSGIMiddleware(create_git_wsgi_app(s)))])\n"
-        "uvicorn.run(app, host='127.0.0.1', port=s.api_port, log_level='warning')\n"
-    )
+    """The product's own API process (`python -m unicloud.api`), which mounts git at /git."""
+    code = "from unicloud.api.__main__ import main; main()"
     env = dict(os.environ, **settings.to_env())
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
                             stderr=open(root / "git-http.log", "wb"))
@@ -184,7 +172,7 @@ def run(quick: bool) -> list[dict]:
              "baseline_name": "git push file:// (git's receive-pack)", "baseline": file_s, "notes": notes},
             {"metric": "git push ~50 MB over smart HTTP", "unit": "s", "unicloud": http_s,
              "baseline_name": "git push file:// (git's receive-pack)", "baseline": file_s,
-             "notes": notes + "; uvicorn + Starlette WSGIMiddleware as the API mounts it"},
+             "notes": notes + "; through the real API process (uvicorn, git mounted with a2wsgi)"},
             {"metric": "git push throughput over SSH", "unit": "MB/s", "unicloud": [mb / s for s in ssh_s],
              "baseline_name": "git push file://", "baseline": [mb / s for s in file_s], "notes": notes,
              "higher_is_better": True},
