@@ -45,6 +45,14 @@ def commit(path: Path, message: str, name: str = "change.txt", content: str | No
     return git("rev-parse", "HEAD", cwd=path).stdout.strip()
 
 
+def wait_for_ref(settings: Settings, app: str, sha: str, timeout: float = 30) -> None:
+    """The deploy outlives a vanished client: wait for it to move the branch."""
+    deadline = time.monotonic() + timeout
+    while server_ref(settings, app) != sha:
+        assert time.monotonic() < deadline, "the ref never moved after the build finished"
+        time.sleep(0.1)
+
+
 def server_ref(settings: Settings, app: str, ref: str = "refs/heads/main") -> str | None:
     from dulwich.repo import Repo
 

@@ -7,7 +7,7 @@ import subprocess
 
 import httpx
 
-from tests.git.helpers import APP, git, make_workdir, server_ref
+from tests.git.helpers import APP, git, make_workdir, server_ref, wait_for_ref
 
 
 def _url(base: str, token: str, app: str = APP) -> str:
@@ -109,10 +109,7 @@ def test_client_disconnect_mid_build_over_http(env, http_base, builder, tmp_path
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     builder.release.set()
-    deadline = time.monotonic() + 30
-    while server_ref(env.settings, APP) != head:
-        assert time.monotonic() < deadline, "the ref never moved after the build finished"
-        time.sleep(0.1)
+    wait_for_ref(env.settings, APP, head)
     assert builder.deployed == [head]
 
 

@@ -10,7 +10,7 @@ import time
 
 
 from tests.git.conftest import SSHRemote
-from tests.git.helpers import APP, commit, git, make_workdir, server_ref, ssh_command
+from tests.git.helpers import APP, commit, git, make_workdir, server_ref, ssh_command, wait_for_ref
 
 
 def _read_stderr_until(proc: subprocess.Popen, needle: str, timeout: float = 60) -> str:
@@ -148,10 +148,7 @@ def test_client_disconnect_mid_build_still_deploys_and_moves_ref(env, alice, bui
     time.sleep(0.5)
     assert server_ref(env.settings, APP) is None
     builder.release.set()
-    deadline = time.monotonic() + 30
-    while server_ref(env.settings, APP) != head:
-        assert time.monotonic() < deadline, "the ref never moved after the build finished"
-        time.sleep(0.1)
+    wait_for_ref(env.settings, APP, head)
     assert builder.deployed == [head]
 
 
