@@ -97,7 +97,6 @@ def test_only_smart_routes_are_served(env, http_base, tmp_path):
 
 def test_client_disconnect_mid_build_over_http(env, http_base, builder, tmp_path):
     import signal
-    import time
 
     wd = make_workdir(tmp_path / "wd")
     head = git("rev-parse", "HEAD", cwd=wd).stdout.strip()
