@@ -8,7 +8,6 @@ machine with debootstrap (minutes) and cached under `<cache_dir>/bench/conventio
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import textwrap

@@ -1,6 +1,5 @@
 """Each way a build fails gives its own short reason; a killed build leaves nothing behind."""
 
-import shutil
 import textwrap
 
 import pytest

@@ -1,7 +1,5 @@
 """Build stacks: cached once per machine, never left half-built."""
 
-import os
-import subprocess
 
 import pytest
 

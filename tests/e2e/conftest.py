@@ -3,7 +3,6 @@ git checkout of a sample app, all driven through the CLI and `git push` like a u
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys

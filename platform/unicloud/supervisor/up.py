@@ -62,7 +62,7 @@ class Supervisor:
 
     def _start_redis(self) -> None:
         if self.settings.redis_url:
-            say(f"using external Redis from REDIS_URL")
+            say("using external Redis from REDIS_URL")
             return
         self.redis = PrivateRedis(self.settings.data_dir)
         log = open(self.logs_dir / "redis.log", "ab", buffering=0)
