@@ -11,8 +11,6 @@ from unicloud.db.models import App, Build, Image, Instance, LogDrain, Release, S
 def iso(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    if value.tzinfo is None:  # SQLite drops the zone; everything is stored in UTC
-        value = value.replace(tzinfo=dt.timezone.utc)
     return value.isoformat(timespec="seconds")
 
 
@@ -75,8 +73,6 @@ def release_json(release: Release, current_id: int | None) -> dict:
 def _seconds_since(value: dt.datetime | None) -> int | None:
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
     return max(0, int((utcnow() - value).total_seconds()))
 
 

@@ -176,17 +176,11 @@ def reap_lost_builds(settings: Settings) -> int:
     with session_scope(settings) as s:
         running = s.scalars(select(Build).where(Build.status == "running")).all()
         lost = [b.id for b in running if not r.exists(heartbeat_key(b.id))
-                and b.started_at is not None and (utcnow() - _aware(b.started_at)).total_seconds() > HEARTBEAT_TTL]
+                and b.started_at is not None and (utcnow() - b.started_at).total_seconds() > HEARTBEAT_TTL]
     for build_id in lost:
         _fail(settings, build_id, BuildLog(r, build_id), "build worker was lost mid-build; push again to retry")
         reaped += 1
     return reaped
-
-
-def _aware(ts):
-    import datetime as dt
-
-    return ts if ts.tzinfo else ts.replace(tzinfo=dt.timezone.utc)
 
 
 @celery.task(name="unicloud.build.run", acks_late=True, reject_on_worker_lost=True)

@@ -63,14 +63,7 @@ START_TASK = "unicloud.host.start_instance"
 STOP_TASK = "unicloud.host.stop_instance"
 
 
-def _aware(ts: dt.datetime | None) -> dt.datetime | None:
-    if ts is not None and ts.tzinfo is None:
-        return ts.replace(tzinfo=dt.timezone.utc)
-    return ts
-
-
 def age(ts: dt.datetime | None) -> float:
-    ts = _aware(ts)
     return (utcnow() - ts).total_seconds() if ts else 1e9
 
 
@@ -99,7 +92,7 @@ def desired_web(app: App) -> int:
 
 
 def restart_delay(inst: Instance) -> float:
-    if inst.started_at and inst.updated_at and (_aware(inst.updated_at) - _aware(inst.started_at)).total_seconds() > STABLE_AFTER:
+    if inst.started_at and inst.updated_at and (inst.updated_at - inst.started_at).total_seconds() > STABLE_AFTER:
         return 0.0
     return min(BACKOFF_MAX, BACKOFF_BASE * (2 ** min(inst.restarts, 20)))
 
