@@ -122,13 +122,15 @@ def execute_build(settings: Settings, build_id: str) -> None:
         for line in traceback.format_exc().splitlines():
             log(f"       {line}")
         _fail(settings, build_id, log, f"internal error: {exc.__class__.__name__}: {exc}")
+    else:
+        _after_release(settings)
     finally:
         heartbeat.done.set()
         shutil.rmtree(work, ignore_errors=True)
 
 
 def _record_success(settings: Settings, build_id: str, record, output, log: BuildLog) -> None:
-    """Record the image and a pending release, end the build log, and wake the scheduler."""
+    """Record the image and a pending release, then end the build log."""
     from unicloud.services.releases import create_release
 
     manifest = record.manifest
@@ -158,13 +160,21 @@ def _record_success(settings: Settings, build_id: str, record, output, log: Buil
         build.log = log.text
         release_id = release.id
     log.end("succeeded", release_id=release_id)
+
+
+def _after_release(settings: Settings) -> None:
+    """Best effort once a build has succeeded: a failure here must not turn it into a failed build
+    (its release exists and its end event is sent); the scheduler's interval and the next build's
+    collection catch up."""
+    from unicloud.image.retention import collect_garbage
     from unicloud.scheduler.reconciler import wake
 
-    wake(get_redis(settings))  # a pending release: deploy it now, not at the next interval
-    from unicloud.image.retention import collect_garbage
-
-    for digest in collect_garbage(settings):
-        print(f"retention: removed image {digest[:12]} of an old release", flush=True)
+    try:
+        wake(get_redis(settings))  # a pending release: deploy it now, not at the next interval
+        for digest in collect_garbage(settings):
+            print(f"retention: removed image {digest[:12]} of an old release", flush=True)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        print(f"after release: {exc.__class__.__name__}: {exc}", flush=True)
 
 
 def reap_lost_builds(settings: Settings) -> int:
