@@ -144,6 +144,20 @@ def _wait_body(p, needle: str, t0: float) -> float:
     raise TimeoutError(f"router never served {needle!r} within {LIVE_TIMEOUT:.0f} s")
 
 
+def _live_under_load(p, out: dict, key: str, load_key: str, label: str, needle: str, action) -> None:
+    """Time `action` until the router serves `needle`, with requests running throughout; record
+    the time under `key` and the failed requests under `<load_key>_failed`."""
+    load = LoadLoop(p.router_port, f"{APP}.{p.domain}")
+    load.start()
+    t0 = time.monotonic()
+    action()
+    out[key] = _wait_body(p, needle, t0)
+    time.sleep(3)  # keep loading past the switch: draining old instances must not fail requests
+    out[f"{load_key}_failed"] = load.stop().failed
+    out[f"{load_key}_load"] = load.describe()
+    log(f"{label}: {out[key]:.1f} s; {out[f'{load_key}_load']}")
+
+
 def _platform_side(root: Path) -> dict:
     from bench.platform_run import Platform, checkout
 
@@ -161,35 +175,13 @@ def _platform_side(root: Path) -> dict:
 
         _change_greeting(repo)
         p.git("commit", "-qam", "v2", cwd=repo)
-        load = LoadLoop(p.router_port, f"{APP}.{p.domain}")
-        load.start()
-        t0 = time.monotonic()
-        p.git("push", "unicloud", "main", cwd=repo)
-        out["change"] = _wait_body(p, GREETING_V2, t0)
-        time.sleep(3)
-        out["deploy_failed"] = load.stop().failed
-        out["deploy_load"] = load.describe()
-        log(f"app-only change to live: {out['change']:.1f} s; {out['deploy_load']}")
-
-        load = LoadLoop(p.router_port, f"{APP}.{p.domain}")
-        load.start()
-        t0 = time.monotonic()
-        p.cli("rollback", "v1", "-a", APP)
-        out["rb_warm"] = _wait_body(p, GREETING_V1, t0)
-        time.sleep(3)
-        out["rb_warm_failed"] = load.stop().failed
-        out["rb_warm_load"] = load.describe()
-        log(f"warm rollback: {out['rb_warm']:.1f} s; {out['rb_warm_load']}")
+        _live_under_load(p, out, "change", "deploy", "app-only change to live", GREETING_V2,
+                         lambda: p.git("push", "unicloud", "main", cwd=repo))
+        _live_under_load(p, out, "rb_warm", "rb_warm", "warm rollback", GREETING_V1,
+                         lambda: p.cli("rollback", "v1", "-a", APP))
         time.sleep(WARM_WINDOW + 15)  # v2's instances leave the warm window and stop
-        load = LoadLoop(p.router_port, f"{APP}.{p.domain}")
-        load.start()
-        t0 = time.monotonic()
-        p.cli("rollback", "v2", "-a", APP)
-        out["rb_cold"] = _wait_body(p, GREETING_V2, t0)
-        time.sleep(3)
-        out["rb_cold_failed"] = load.stop().failed
-        out["rb_cold_load"] = load.describe()
-        log(f"cold rollback: {out['rb_cold']:.1f} s; {out['rb_cold_load']}")
+        _live_under_load(p, out, "rb_cold", "rb_cold", "cold rollback", GREETING_V2,
+                         lambda: p.cli("rollback", "v2", "-a", APP))
     finally:
         p.stop()
     return out
