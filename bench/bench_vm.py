@@ -158,10 +158,10 @@ def _results(native, conv_img, conv_boot, conv_rss, conv_err, uni_img, uni_boot,
     conv_note = (f"conventional: qcow2 root {conv_sizes.get('rootfs', 0):.0f} MB + vmlinuz "
                  f"{mb(conv_img.kernel):.1f} MB + initrd {mb(conv_img.initrd):.1f} MB"
                  if conv_img else "")
-    size_rows = [("image size, total", "total", "unicloud: kernel + rootfs.cpio.zst; " + conv_note),
+    size_rows = [("image size, total", "total", "unicloud: kernel + rootfs.cpio.xz; " + conv_note),
                  ("image size, kernel", "kernel", "conventional: Debian linux-image-cloud-amd64 vmlinuz"),
                  ("image size, root filesystem", "rootfs",
-                  "unicloud: rootfs.cpio.zst; conventional: ext4 root as qcow2 (used blocks)")]
+                  "unicloud: rootfs.cpio.xz; conventional: ext4 root as qcow2 (used blocks)")]
     for metric, key, note in size_rows:
         base = [conv_sizes[key]] if key in conv_sizes else []
         if uni_img:

@@ -69,7 +69,7 @@ def build(app: str, *, log=lambda line: None, cache_dir: Path | None = None) -> 
         t2 = time.monotonic()
         runtime = output.manifest
     image_dir = _image_dir(image, store)
-    return BuiltImage(image_dir, image_dir / "kernel", image_dir / "rootfs.cpio.zst", runtime,
+    return BuiltImage(image_dir, image_dir / "kernel", image_dir / "rootfs.cpio.xz", runtime,
                       t1 - t0, t2 - t1)
 
 

@@ -43,7 +43,7 @@ def test_inspect_text_and_json(cli, real_image):
     assert data["audit"]["passed"] is True
     assert data["release"] == 1 and data["app"] == "imgapp"
     assert data["sizes"]["total"] == real_image.manifest["total_size"]
-    assert {d["name"] for d in data["downloads"]} == {"kernel", "rootfs.cpio.zst", "manifest.json", "sbom.cdx.json"}
+    assert {d["name"] for d in data["downloads"]} == {"kernel", "rootfs.cpio.xz", "manifest.json", "sbom.cdx.json"}
 
     text = cli.ok("images:inspect", "v1", "-a", "imgapp").splitlines()
     assert text[0] == "=== imgapp v1 image"
@@ -59,7 +59,7 @@ def test_export_matches_the_store(cli, real_image, tmp_path):
     hex_digest = install(cli, real_image)
     out = tmp_path / "export"
     cli.ok("images:export", "-a", "imgapp", "-o", str(out))
-    for name in ("kernel", "rootfs.cpio.zst", "manifest.json", "sbom.cdx.json"):
+    for name in ("kernel", "rootfs.cpio.xz", "manifest.json", "sbom.cdx.json"):
         stored = cli.settings.images_dir / hex_digest / name
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == hashlib.sha256(stored.read_bytes()).hexdigest()
     from unicloud.image.store import verify_image_dir

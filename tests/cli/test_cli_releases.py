@@ -201,7 +201,7 @@ def test_images_export_checks_every_file(cli):
     deploy_release(cli.settings, "imaged", digest="sha256:" + digest_hex, stored=False)
     image_dir = cli.settings.images_dir / digest_hex
     image_dir.mkdir(parents=True)
-    contents = {"kernel": b"K" * 5000, "rootfs.cpio.zst": b"R" * 7000, "manifest.json": b"{}", "sbom.cdx.json": b"{}"}
+    contents = {"kernel": b"K" * 5000, "rootfs.cpio.xz": b"R" * 7000, "manifest.json": b"{}", "sbom.cdx.json": b"{}"}
     for name, data in contents.items():
         (image_dir / name).write_bytes(data)
     out_dir = cli.home / "exported"

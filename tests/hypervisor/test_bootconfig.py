@@ -39,8 +39,8 @@ def test_encode_env_rejects_non_strings():
 
 
 def test_initrd_pads_rootfs_to_four_bytes(tmp_path):
-    rootfs = tmp_path / "rootfs.cpio.zst"
-    rootfs.write_bytes(b"\x28\xb5\x2f\xfd12345")  # 9 bytes: boot config must start at 12
+    rootfs = tmp_path / "rootfs.cpio.xz"
+    rootfs.write_bytes(b"\xfd7zXZ\x00123")  # 9 bytes: boot config must start at 12
     cfg = build_boot_config({}, "web")
     out = assemble_initrd(rootfs, cfg, tmp_path / "initrd").read_bytes()
     assert out[:9] == rootfs.read_bytes()

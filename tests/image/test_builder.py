@@ -9,13 +9,15 @@ import subprocess
 import pytest
 
 from unicloud.image.builder import ImageBuildError, build_image
+from unicloud.image.compression import read_rootfs_bytes
 from unicloud.image.cpio import read_newc
+from unicloud.image.layers import RUNTIME_LAYER_MTIME, LayerCache
 from unicloud.image.store import ImageStore, manifest_digest
 
 
 def unpack(path) -> dict:
-    data = subprocess.run(["zstd", "-dc", str(path)], check=True, capture_output=True).stdout
-    return {"/" + e.path: e for e in read_newc(data)}
+    """Every layer's entries; a later layer's entry wins, as when the kernel unpacks them."""
+    return {"/" + e.path: e for e in read_newc(read_rootfs_bytes(path))}
 
 
 def build(root, manifest, store_dir, kernel, init, **kw):
@@ -26,7 +28,7 @@ def build(root, manifest, store_dir, kernel, init, **kw):
 def test_rootfs_layout(static_root, test_kernel, init_binary, tmp_path):
     root, manifest = static_root
     rec = build(root, manifest, tmp_path / "s", test_kernel, init_binary)
-    files = unpack(rec.path / "rootfs.cpio.zst")
+    files = unpack(rec.path / "rootfs.cpio.xz")
     assert files["/init"].data == init_binary.read_bytes()
     assert files["/app/bin/web"].mode & 0o777 == 0o755
     assert b"app:x:1000:1000:app:/app:/nonexistent" in files["/etc/passwd"].data
@@ -41,7 +43,8 @@ def test_rootfs_layout(static_root, test_kernel, init_binary, tmp_path):
     assert not any(p.startswith(("/app/.git", "/app/.unicloud/cache")) for p in files)
     assert "/app/.unicloud/runtime.json" in files
     for e in files.values():
-        assert (e.uid, e.gid, e.mtime) == (0, 0, 0)
+        assert (e.uid, e.gid) == (0, 0)
+        assert e.mtime == (0 if e.path == "app" or e.path.startswith("app/") else RUNTIME_LAYER_MTIME)
         assert not e.mode & (stat.S_ISUID | stat.S_ISGID)
         if not e.is_symlink and not stat.S_ISCHR(e.mode) and not e.path.startswith("tmp"):
             assert not e.mode & 0o022, e.path
@@ -56,17 +59,26 @@ def test_rootfs_layout(static_root, test_kernel, init_binary, tmp_path):
 def test_same_input_builds_bit_identical_image(static_root, test_kernel, init_binary,
                                                tmp_path):
     root, manifest = static_root
-    a = build(root, manifest, tmp_path / "a", test_kernel, init_binary)
+    # separate, empty layer caches: both builds compress every layer themselves
+    a = build(root, manifest, tmp_path / "a", test_kernel, init_binary,
+              layer_cache=LayerCache(tmp_path / "cache-a"))
     # touch every file: mtimes on disk must not leak into the image
     subprocess.run(["touch", "-d", "2030-01-01", *map(str, root.rglob("*"))], check=True)
-    b = build(root, manifest, tmp_path / "b", test_kernel, init_binary)
+    b = build(root, manifest, tmp_path / "b", test_kernel, init_binary,
+              layer_cache=LayerCache(tmp_path / "cache-b"))
     assert a.digest == b.digest
-    for name in ("rootfs.cpio.zst", "manifest.json", "sbom.cdx.json"):
+    for name in ("rootfs.cpio.xz", "manifest.json", "sbom.cdx.json"):
         assert (a.path / name).read_bytes() == (b.path / name).read_bytes()
     c = build(root, manifest, tmp_path / "c", test_kernel, init_binary,
               source_date_epoch=1700000000)
     assert c.digest != a.digest
-    assert {e.mtime for e in unpack(c.path / "rootfs.cpio.zst").values()} == {1700000000}
+    # the app's files carry the commit time; the runtime layer a fixed one, so that it is the
+    # same layer from one commit to the next
+    assert [layer["name"] for layer in c.manifest["rootfs"]["layers"]] == ["runtime", "app"]
+    mtimes = {p: e.mtime for p, e in unpack(c.path / "rootfs.cpio.xz").items()}
+    in_app = {p for p in mtimes if p == "/app" or p.startswith("/app/")}
+    assert in_app and {mtimes[p] for p in in_app} == {1700000000}
+    assert {m for p, m in mtimes.items() if p not in in_app} == {RUNTIME_LAYER_MTIME}
 
 
 def test_bad_manifest_is_rejected_clearly(static_root, test_kernel, init_binary, tmp_path):

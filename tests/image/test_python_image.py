@@ -105,8 +105,8 @@ def test_python_image_is_reproducible_and_minimal(python_root, kernel, tmp_path)
     a = build_image(python_root, MANIFEST, store=ImageStore(tmp_path / "a"), kernel=kernel)
     b = build_image(python_root, MANIFEST, store=ImageStore(tmp_path / "b"), kernel=kernel)
     assert a.digest == b.digest
-    assert (a.path / "rootfs.cpio.zst").read_bytes() == (b.path / "rootfs.cpio.zst").read_bytes()
-    files = unpack(a.path / "rootfs.cpio.zst")
+    assert (a.path / "rootfs.cpio.xz").read_bytes() == (b.path / "rootfs.cpio.xz").read_bytes()
+    files = unpack(a.path / "rootfs.cpio.xz")
     for needed in ("/usr/bin/python3.11", "/usr/lib/python311.zip", "/usr/lib/python3.11/os.py",
                    "/app/app.py", "/app/.venv/pyvenv.cfg", "/lib64", "/etc/ssl/certs/ca-certificates.crt",
                    "/usr/lib/x86_64-linux-gnu/libgcc_s.so.1", "/usr/lib/x86_64-linux-gnu/libc.so.6"):
@@ -151,7 +151,7 @@ def test_only_the_stdlib_zip_loses_docstrings(python_root, kernel, tmp_path):
     """The zipped stdlib is compiled like -OO; the app and site-packages keep their docstrings."""
     rec = build_image(python_root, MANIFEST, store=ImageStore(tmp_path / "s"), kernel=kernel,
                       log=lambda m: None)
-    files = unpack(rec.path / "rootfs.cpio.zst")
+    files = unpack(rec.path / "rootfs.cpio.xz")
     with zipfile.ZipFile(io.BytesIO(files["/usr/lib/python311.zip"].data)) as zf:
         json_pyc = zf.read("json/__init__.pyc")
     json_doc = ast.get_docstring(ast.parse((python_root / "usr/lib/python3.11/json/__init__.py")

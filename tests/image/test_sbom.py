@@ -59,7 +59,7 @@ def test_every_file_is_listed_with_hash_and_source(static_root, test_kernel, ini
     sbom = json.loads((rec.path / "sbom.cdx.json").read_text())
     assert sbom["bomFormat"] == "CycloneDX" and sbom["specVersion"] == "1.5"
     files = {c["name"]: c for c in sbom["components"] if c["type"] == "file"}
-    entries = {p: e for p, e in unpack(rec.path / "rootfs.cpio.zst").items() if not e.is_dir}
+    entries = {p: e for p, e in unpack(rec.path / "rootfs.cpio.xz").items() if not e.is_dir}
     assert set(files) == set(entries)
     for path, e in entries.items():
         if e.is_file:
@@ -83,5 +83,5 @@ def test_every_file_is_listed_with_hash_and_source(static_root, test_kernel, ini
     assert info["sbom"]["files"] == len(files) == info["files"]
     assert info["sizes"]["total"] == info["sizes"]["kernel"] + info["sizes"]["rootfs"]
     out = export_image(rec.path, tmp_path / "export")
-    assert sorted(p.name for p in out) == ["kernel", "manifest.json", "rootfs.cpio.zst",
+    assert sorted(p.name for p in out) == ["kernel", "manifest.json", "rootfs.cpio.xz",
                                            "sbom.cdx.json"]

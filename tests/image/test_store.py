@@ -56,12 +56,20 @@ def test_put_get_exists_gc(two_images, tmp_path):
 def test_put_rejects_tampered_image(two_images, tmp_path):
     src, (a, _) = two_images
     bad = copy_out(src, a.digest, tmp_path / "bad")
-    with open(bad / "rootfs.cpio.zst", "ab") as f:
+    with open(bad / "rootfs.cpio.xz", "ab") as f:
         f.write(b"extra")
     store = ImageStore(tmp_path / "dst")
-    with pytest.raises(ImageStoreError, match="rootfs.cpio.zst: sha256"):
+    with pytest.raises(ImageStoreError, match="rootfs.cpio.xz: sha256"):
         store.put(bad)
     assert store.list() == []
+
+
+def test_a_format_1_image_is_refused_with_what_to_do(two_images, tmp_path):
+    src, (a, _) = two_images
+    old = copy_out(src, a.digest, tmp_path / "old")
+    (old / "rootfs.cpio.xz").rename(old / "rootfs.cpio.zst")
+    with pytest.raises(ImageStoreError, match=r"format 1 \(rootfs.cpio.zst\).*push the app again"):
+        ImageStore(tmp_path / "dst").put(old)
 
 
 @pytest.fixture
@@ -96,7 +104,7 @@ def test_s3_round_trip_with_multipart(moto_s3, tmp_path, static_hello, init_bina
                           client=moto_s3)
     assert host_b.exists(rec.digest) and not host_b.local.exists(rec.digest)
     path = host_b.get(rec.digest)
-    for name in ("kernel", "rootfs.cpio.zst", "manifest.json", "sbom.cdx.json"):
+    for name in ("kernel", "rootfs.cpio.xz", "manifest.json", "sbom.cdx.json"):
         assert (path / name).read_bytes() == (rec.path / name).read_bytes()
 
     assert host_b.gc(set()) == [rec.digest]

@@ -10,14 +10,14 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 from tests.hypervisor.conftest import HERE as HYPERVISOR_TESTS, build_test_rootfs, compile_static
 from unicloud.image import cpio
+from unicloud.image.compression import compress_layer
 from unicloud.image.init import ensure_init
 from unicloud.image.kernel import ensure_kernel
-from unicloud.image.store import ImageStore, file_sha256, manifest_digest
+from unicloud.image.store import ROOTFS_FILE, ImageStore, file_sha256, manifest_digest
 
 WEB_CMD = "/bin/httpd $GREETING"
 
@@ -29,20 +29,18 @@ def build_test_image(work: Path, store_root: Path, app_files: dict[str, bytes] |
     httpd = compile_static(HYPERVISOR_TESTS / "httpd.c", work / "httpd")
     store = ImageStore(store_root)
     staging = store.staging_dir()
-    raw = work / "rootfs.cpio"
     rootfs = build_test_rootfs(ensure_init(), httpd)
     if app_files:
         extra = io.BytesIO()
         cpio.write_newc(extra, [cpio.regular(f"app/{name}", data) for name, data in sorted(app_files.items())])
         rootfs += b"\0" * (-len(rootfs) % 4) + extra.getvalue()
-    raw.write_bytes(rootfs)
-    subprocess.run(["zstd", "-q", "-f", "-T1", "-3", str(raw), "-o", str(staging / "rootfs.cpio.zst")], check=True)
+    (staging / ROOTFS_FILE).write_bytes(compress_layer(rootfs))
     shutil.copyfile(ensure_kernel(progress=False), staging / "kernel")
     (staging / "sbom.cdx.json").write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.5",
                                                         "components": []}))
     manifest = {
         "kernel": {"sha256": file_sha256(staging / "kernel")},
-        "rootfs": {"sha256": file_sha256(staging / "rootfs.cpio.zst")},
+        "rootfs": {"sha256": file_sha256(staging / ROOTFS_FILE)},
         "sbom": {"sha256": file_sha256(staging / "sbom.cdx.json")},
         "process_types": {"web": WEB_CMD},
     }

@@ -13,7 +13,7 @@ from unicloud.cli.client import Api, q
 from unicloud.cli.credentials import CliError
 from unicloud.cli.output import columns, echo, header, human_size, key_values, print_json, progress, when
 
-IMAGE_FILES = ("kernel", "rootfs.cpio.zst", "manifest.json", "sbom.cdx.json")
+IMAGE_FILES = ("kernel", "rootfs.cpio.xz", "manifest.json", "sbom.cdx.json")
 
 
 @app.command("builds")

@@ -1,7 +1,7 @@
 """The boot-config cpio the agent appends to an image's rootfs (docs/architecture.md, "boot contract").
 
 Config changes (`config:set`, a new `PORT`) must not need a new image, so per-instance settings
-travel as a second, uncompressed cpio after the image's `rootfs.cpio.zst`: the kernel unpacks
+travel as a last, uncompressed cpio after the image's `rootfs.cpio.xz` layers: the kernel unpacks
 concatenated archives in order and later files win.
 """
 

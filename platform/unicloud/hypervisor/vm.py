@@ -34,6 +34,7 @@ from unicloud.hypervisor.bootconfig import assemble_initrd, build_boot_config
 from unicloud.hypervisor.isolation import Isolation, ensure_isolation
 from unicloud.hypervisor.qemu import GUEST_PORT, QemuSpec, build_argv
 from unicloud.hypervisor.qmp import QMPError, qmp_command
+from unicloud.image.store import ROOTFS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,11 @@ class VMManager:
     def start(self, instance_id: str, image_dir: Path, *, env: Mapping[str, str], cmd: str,
               memory_mb: int = 128, host_port: int, hostname: str | None = None,
               host_addr: str = "127.0.0.1", quiet: bool = True) -> VMInfo:
-        """Boot `image_dir` (kernel + rootfs.cpio.zst) running `cmd` with `env`; return once
+        """Boot `image_dir` (kernel + rootfs.cpio.xz) running `cmd` with `env`; return once
         QEMU is up (the app inside may still be starting: health-check the host port)."""
         vm_dir = self.vm_dir(instance_id)
         image_dir = Path(image_dir).resolve()
-        kernel, rootfs = image_dir / "kernel", image_dir / "rootfs.cpio.zst"
+        kernel, rootfs = image_dir / "kernel", image_dir / ROOTFS_FILE
         for path in (kernel, rootfs):
             if not path.is_file():
                 raise VMError(f"{instance_id}: image {image_dir} has no {path.name}")

@@ -1,7 +1,8 @@
 """Build root + runtime manifest -> audited, reproducible VM image in the content-addressed store.
 
-closure (ELF deps, stdlib, app) -> rootfs entries -> audit (fails the build) -> cpio+zstd ->
-SBOM -> manifest.json with a digest over everything -> ImageStore.put.
+closure (ELF deps, stdlib, app) -> rootfs entries -> audit (fails the build) -> two cpio layers
+(runtime, app), each its own xz stream, the runtime one cached by content -> SBOM ->
+manifest.json with a digest over everything -> ImageStore.put.
 Same root + manifest + kernel + init -> bit-identical rootfs and the same digest.
 """
 
@@ -13,18 +14,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from unicloud.config import Settings
+from unicloud.image import layers as layers_mod
 from unicloud.image import rootfs as rootfs_mod
 from unicloud.image.audit import audit_entries
+from unicloud.image.compression import DESCRIPTION as COMPRESSION
 from unicloud.image.closure import ClosureBuilder, ClosureError
 from unicloud.image.probe import ProbeError
 from unicloud.image.rootfs import RootfsError
 from unicloud.image.rootpath import host_path
 from unicloud.image.sbom import build_sbom
 from unicloud.image.stdlib import StdlibError, prune_stdlib
-from unicloud.image.store import (ImageStore, ImageStoreError, canonical_json, file_sha256,
-                                  manifest_digest)
+from unicloud.image.store import (ROOTFS_FILE, ImageStore, ImageStoreError, canonical_json,
+                                  file_sha256, manifest_digest)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: xz rootfs in layers (rootfs.cpio.xz); 1 was one zstd archive
 RUNTIMES = ("python", "go", "static")
 
 
@@ -91,15 +95,18 @@ def _kernel(flavour: str, kernel: Path | None) -> tuple[Path, str]:
 
 def build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_epoch: int = 0,
                 flavour: str = "microvm", log=print, kernel: Path | None = None,
-                init: Path | None = None, zstd_level: int = rootfs_mod.ZSTD_LEVEL
+                init: Path | None = None, layer_cache: layers_mod.LayerCache | None = None
                 ) -> ImageRecord:
     """Build and store the image; `kernel`/`init` override the cached builds (tests, tools).
+    `layer_cache` defaults to the machine's cache of compressed runtime layers.
 
     Raises ImageAuditError for policy violations, ImageBuildError for everything else."""
+    if layer_cache is None:
+        layer_cache = layers_mod.LayerCache(Settings.from_env().cache_dir / "layers")
     try:
         return _build_image(Path(root), manifest, store=store,
                             source_date_epoch=source_date_epoch, flavour=flavour, log=log,
-                            kernel=kernel, init=init, zstd_level=zstd_level)
+                            kernel=kernel, init=init, layer_cache=layer_cache)
     except ImageBuildError:
         raise
     except (ClosureError, StdlibError, ProbeError, RootfsError, ImageStoreError) as exc:
@@ -108,7 +115,7 @@ def build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_ep
 
 def _build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_epoch: int,
                  flavour: str, log, kernel: Path | None, init: Path | None,
-                 zstd_level: int) -> ImageRecord:
+                 layer_cache: layers_mod.LayerCache) -> ImageRecord:
     started = time.monotonic()
     validate_manifest(root, manifest)
     if init is None:
@@ -168,17 +175,19 @@ def _build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_e
 
     staging = store.staging_dir()
     try:
-        uncompressed = rootfs_mod.pack(entries, staging / "rootfs.cpio.zst", level=zstd_level)
+        rootfs_path = staging / ROOTFS_FILE
+        layers = layers_mod.pack(entries, manifest, rootfs_path, cache=layer_cache, log=log)
+        uncompressed = sum(layer.raw_size for layer in layers)
         phase("pack")
         shutil.copyfile(kernel_path, staging / "kernel")
-        rootfs_sha = file_sha256(staging / "rootfs.cpio.zst")
+        rootfs_sha = file_sha256(rootfs_path)
         sbom = build_sbom(root, manifest, entries, fs.origins,
                           image_name=f"{manifest['runtime']}-app",
                           source_date_epoch=source_date_epoch, rootfs_sha256=rootfs_sha)
         (staging / "sbom.cdx.json").write_bytes(json.dumps(sbom, indent=1, sort_keys=True)
                                                 .encode())
         kernel_size = (staging / "kernel").stat().st_size
-        rootfs_size = (staging / "rootfs.cpio.zst").stat().st_size
+        rootfs_size = rootfs_path.stat().st_size
         image_manifest = {
             "format": FORMAT_VERSION,
             "flavour": flavour,
@@ -187,7 +196,8 @@ def _build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_e
             "rootfs": {"sha256": rootfs_sha, "size": rootfs_size,
                        "uncompressed_size": uncompressed,
                        "files": sum(1 for e in entries if not e.is_dir),
-                       "entries": len(entries), "compression": f"zstd-{zstd_level}"},
+                       "entries": len(entries), "compression": COMPRESSION,
+                       "layers": [layer.as_dict() for layer in layers]},
             "sbom": {"sha256": file_sha256(staging / "sbom.cdx.json")},
             "runtime": {k: manifest.get(k) for k in ("runtime", "version", "interpreter")},
             "process_types": manifest["process_types"],

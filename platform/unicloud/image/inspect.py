@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 from unicloud.image.audit import audit_entries
+from unicloud.image.compression import CompressionError, read_rootfs_bytes
 from unicloud.image.cpio import read_newc
 from unicloud.image.sbom import sbom_summary
-from unicloud.image.store import IMAGE_FILES, ImageStoreError, verify_image_dir
+from unicloud.image.store import IMAGE_FILES, ROOTFS_FILE, ImageStoreError, verify_image_dir
 
 
 def read_rootfs(path: Path) -> list:
-    """The cpio entries of an image's rootfs.cpio.zst."""
-    proc = subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise ImageStoreError(f"cannot decompress {path}: {proc.stderr.decode(errors='replace')}")
-    return read_newc(proc.stdout)
+    """The cpio entries of an image's rootfs (every layer, in unpack order)."""
+    try:
+        return read_newc(read_rootfs_bytes(path))
+    except CompressionError as exc:
+        raise ImageStoreError(str(exc)) from exc
 
 
 def inspect_image(path: Path, *, reaudit: bool = False) -> dict:
@@ -27,7 +27,7 @@ def inspect_image(path: Path, *, reaudit: bool = False) -> dict:
     path = Path(path)
     manifest = verify_image_dir(path)
     sbom = json.loads((path / "sbom.cdx.json").read_text())
-    audit = audit_entries(read_rootfs(path / "rootfs.cpio.zst")).as_dict() if reaudit \
+    audit = audit_entries(read_rootfs(path / ROOTFS_FILE)).as_dict() if reaudit \
         else manifest["audit"]
     return {
         "digest": manifest["digest"],
@@ -42,6 +42,8 @@ def inspect_image(path: Path, *, reaudit: bool = False) -> dict:
                    "rootfs": manifest["rootfs"]["sha256"], "sbom": manifest["sbom"]["sha256"]},
         "kernel_config_key": manifest["kernel"]["config_key"],
         "files": manifest["rootfs"]["files"],
+        "compression": manifest["rootfs"].get("compression"),
+        "layers": manifest["rootfs"].get("layers", []),
         "audit": audit,
         "sbom": sbom_summary(sbom),
     }

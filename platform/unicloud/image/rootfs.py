@@ -1,4 +1,4 @@
-"""Assemble the image's root filesystem as a list of cpio entries, then pack it reproducibly.
+"""Assemble the image's root filesystem as a list of cpio entries (packed by `layers`).
 
 The tree is never materialised on disk: entries are built in memory with fixed owners, modes
 and mtimes, so the archive depends only on the content of the build root and the manifest.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import posixpath
 import stat
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +30,6 @@ EMPTY_DIRS = {"proc": 0o555, "sys": 0o555, "dev": 0o755, "tmp": 0o1777}
 # Never copied from the app: VCS data, build caches, and the installer the image must not have.
 DEFAULT_EXCLUDES = ("/.git", "/.unicloud/cache", "/__pycache__")
 VENV_EXCLUDES = ("/bin/pip", "/bin/pip3", "/site-packages/pip", "/site-packages/pip-")
-ZSTD_LEVEL = 19
 
 
 class RootfsError(RuntimeError):
@@ -136,23 +134,3 @@ def assemble(root: Path, manifest: dict, closure: Closure, init_binary: Path,
     for path, major, minor, perm in DEVICE_NODES:
         fs.add("/" + path, cpio.char_device, "generated", major=major, minor=minor, perm=perm)
     return fs
-
-
-def pack(entries: list[cpio.CpioEntry], out: Path, *, level: int = ZSTD_LEVEL) -> int:
-    """Write the newc archive through `zstd` (single-threaded, so the bytes are stable);
-    return the uncompressed size."""
-    raw = out.with_suffix(".tmp-cpio")
-    with open(raw, "wb") as f:
-        size = cpio.write_newc(f, entries)
-    args = ["zstd", "-q", "-f", "-T1", f"-{level}", "--no-progress"]
-    if level > 19:
-        args.insert(1, "--ultra")
-    try:
-        subprocess.run([*args, str(raw), "-o", str(out)], check=True, capture_output=True)
-    except FileNotFoundError as exc:
-        raise RootfsError("zstd is not installed (Debian package zstd)") from exc
-    except subprocess.CalledProcessError as exc:
-        raise RootfsError(f"zstd failed: {exc.stderr.decode(errors='replace')}") from exc
-    finally:
-        raw.unlink(missing_ok=True)
-    return size

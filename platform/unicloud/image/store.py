@@ -1,4 +1,4 @@
-"""Content-addressed image store: `<digest-hex>/{kernel,rootfs.cpio.zst,manifest.json,sbom.cdx.json}`.
+"""Content-addressed image store: `<digest-hex>/{kernel,rootfs.cpio.xz,manifest.json,sbom.cdx.json}`.
 
 An image directory appears atomically (rename of a fully written staging directory), is
 verified against its own manifest before it is accepted, and is never modified afterwards:
@@ -18,7 +18,9 @@ from pathlib import Path
 
 from unicloud.config import Settings
 
-IMAGE_FILES = ("kernel", "rootfs.cpio.zst", "sbom.cdx.json", "manifest.json")
+ROOTFS_FILE = "rootfs.cpio.xz"
+IMAGE_FILES = ("kernel", ROOTFS_FILE, "sbom.cdx.json", "manifest.json")  # manifest.json last
+LEGACY_ROOTFS_FILE = "rootfs.cpio.zst"  # image format 1
 _DIGEST = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 
 
@@ -59,6 +61,10 @@ def manifest_digest(manifest: dict) -> str:
 
 def verify_image_dir(path: Path) -> dict:
     """Check an image directory against its manifest; return the manifest."""
+    if (path / LEGACY_ROOTFS_FILE).is_file() and not (path / ROOTFS_FILE).is_file():
+        raise ImageStoreError(f"{path}: image format 1 ({LEGACY_ROOTFS_FILE}) is no longer "
+                              f"booted; push the app again (or `git commit --allow-empty`) to "
+                              f"rebuild it")
     for name in IMAGE_FILES:
         if not (path / name).is_file():
             raise ImageStoreError(f"{path}: missing {name}")
@@ -69,7 +75,7 @@ def verify_image_dir(path: Path) -> dict:
     digest = manifest_digest(manifest)
     if manifest.get("digest") != digest:
         raise ImageStoreError(f"{path}: manifest digest {manifest.get('digest')} != {digest}")
-    for name, key in (("kernel", "kernel"), ("rootfs.cpio.zst", "rootfs"),
+    for name, key in (("kernel", "kernel"), (ROOTFS_FILE, "rootfs"),
                       ("sbom.cdx.json", "sbom")):
         want = manifest.get(key, {}).get("sha256")
         got = file_sha256(path / name)

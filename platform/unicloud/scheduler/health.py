@@ -16,7 +16,6 @@ import functools
 import http.client
 import json
 import os
-import subprocess
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from unicloud.image import cpio
+from unicloud.image.compression import CompressionError, read_rootfs_bytes
+from unicloud.image.store import ROOTFS_FILE
 
 DEFAULT_DEADLINE = float(os.environ.get("UNICLOUD_HEALTH_TIMEOUT", "60"))
 ATTEMPT_TIMEOUT = 5.0
@@ -144,16 +145,17 @@ def spec_from_manifest(manifest: dict | None, files: dict[str, bytes] | None = N
 def declared_files(image_dir: str, workdir: str = "/app") -> dict[str, bytes]:
     """`app.json` and `CHECKS` from the app directory inside an image's rootfs (images never
     change, so this is read once per image). Empty if the image is not on this machine."""
-    rootfs = Path(image_dir) / "rootfs.cpio.zst"
+    rootfs = Path(image_dir) / ROOTFS_FILE
     if not rootfs.is_file():
         return {}
-    proc = subprocess.run(["zstd", "-dcq", str(rootfs)], capture_output=True, check=False)
-    if proc.returncode != 0:
+    try:
+        data = read_rootfs_bytes(rootfs)
+    except CompressionError:
         return {}
     base = workdir.strip("/")
     wanted = {f"{base}/app.json": "app.json", f"{base}/CHECKS": "CHECKS"}
     found = {}
-    for entry in cpio.iter_newc(proc.stdout):
+    for entry in cpio.iter_newc(data):
         name = wanted.get(entry.path.lstrip("./"))
         if name and entry.is_file:
             found[name] = entry.data

@@ -17,11 +17,11 @@ from unicloud.config import Settings
 from unicloud.db.models import App, Release
 from unicloud.services import NotFound, ServiceError, builds as build_service, releases as release_service
 from unicloud.db.session import session_scope
+from unicloud.image.store import IMAGE_FILES
 from unicloud.services.apps import get_app
 from unicloud.services.instances import list_instances
 
 router = APIRouter(prefix="/api/apps/{name}")
-IMAGE_FILES = ("kernel", "rootfs.cpio.zst", "manifest.json", "sbom.cdx.json")
 
 
 @router.get("/ps", tags=["ps"])
