@@ -11,7 +11,7 @@ import pytest
 from unicloud.image.builder import ImageBuildError, build_image
 from unicloud.image.compression import read_rootfs_bytes
 from unicloud.image.cpio import read_newc
-from unicloud.image.layers import RUNTIME_LAYER_MTIME, LayerCache
+from unicloud.image.layers import RUNTIME_LAYER_MTIME
 from unicloud.image.store import ImageStore, manifest_digest
 
 
@@ -59,13 +59,13 @@ def test_rootfs_layout(static_root, test_kernel, init_binary, tmp_path):
 def test_same_input_builds_bit_identical_image(static_root, test_kernel, init_binary,
                                                tmp_path):
     root, manifest = static_root
-    # separate, empty layer caches: both builds compress every layer themselves
+    # separate, empty caches: both builds parse, compile and compress everything themselves
     a = build(root, manifest, tmp_path / "a", test_kernel, init_binary,
-              layer_cache=LayerCache(tmp_path / "cache-a"))
+              cache_dir=tmp_path / "cache-a")
     # touch every file: mtimes on disk must not leak into the image
     subprocess.run(["touch", "-d", "2030-01-01", *map(str, root.rglob("*"))], check=True)
     b = build(root, manifest, tmp_path / "b", test_kernel, init_binary,
-              layer_cache=LayerCache(tmp_path / "cache-b"))
+              cache_dir=tmp_path / "cache-b")
     assert a.digest == b.digest
     for name in ("rootfs.cpio.xz", "manifest.json", "sbom.cdx.json"):
         assert (a.path / name).read_bytes() == (b.path / name).read_bytes()

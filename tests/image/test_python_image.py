@@ -102,9 +102,16 @@ def kernel() -> Path:
 
 
 def test_python_image_is_reproducible_and_minimal(python_root, kernel, tmp_path):
-    a = build_image(python_root, MANIFEST, store=ImageStore(tmp_path / "a"), kernel=kernel)
-    b = build_image(python_root, MANIFEST, store=ImageStore(tmp_path / "b"), kernel=kernel)
-    assert a.digest == b.digest
+    # a: everything done from scratch; b: parses, bytecode and the runtime layer all from a's
+    # cache; c: from scratch again in another cache. The caches must not change a byte.
+    a = build_image(python_root, MANIFEST, store=ImageStore(tmp_path / "a"), kernel=kernel,
+                    cache_dir=tmp_path / "cache")
+    b = build_image(python_root, MANIFEST, store=ImageStore(tmp_path / "b"), kernel=kernel,
+                    cache_dir=tmp_path / "cache")
+    c = build_image(python_root, MANIFEST, store=ImageStore(tmp_path / "c"), kernel=kernel,
+                    cache_dir=tmp_path / "other-cache")
+    assert any((tmp_path / "cache" / "stdlib" / "pyc").rglob("*.pyc"))
+    assert a.digest == b.digest == c.digest
     assert (a.path / "rootfs.cpio.xz").read_bytes() == (b.path / "rootfs.cpio.xz").read_bytes()
     files = unpack(a.path / "rootfs.cpio.xz")
     for needed in ("/usr/bin/python3.11", "/usr/lib/python311.zip", "/usr/lib/python3.11/os.py",

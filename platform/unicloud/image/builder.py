@@ -95,18 +95,17 @@ def _kernel(flavour: str, kernel: Path | None) -> tuple[Path, str]:
 
 def build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_epoch: int = 0,
                 flavour: str = "microvm", log=print, kernel: Path | None = None,
-                init: Path | None = None, layer_cache: layers_mod.LayerCache | None = None
-                ) -> ImageRecord:
+                init: Path | None = None, cache_dir: Path | None = None) -> ImageRecord:
     """Build and store the image; `kernel`/`init` override the cached builds (tests, tools).
-    `layer_cache` defaults to the machine's cache of compressed runtime layers.
+    `cache_dir` (default: the machine's cache) keeps compressed runtime layers, module parses
+    and bytecode between builds; none of it changes a byte of the image.
 
     Raises ImageAuditError for policy violations, ImageBuildError for everything else."""
-    if layer_cache is None:
-        layer_cache = layers_mod.LayerCache(Settings.from_env().cache_dir / "layers")
+    cache_dir = Path(cache_dir) if cache_dir is not None else Settings.from_env().cache_dir
     try:
         return _build_image(Path(root), manifest, store=store,
                             source_date_epoch=source_date_epoch, flavour=flavour, log=log,
-                            kernel=kernel, init=init, layer_cache=layer_cache)
+                            kernel=kernel, init=init, cache_dir=cache_dir)
     except ImageBuildError:
         raise
     except (ClosureError, StdlibError, ProbeError, RootfsError, ImageStoreError) as exc:
@@ -115,7 +114,7 @@ def build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_ep
 
 def _build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_epoch: int,
                  flavour: str, log, kernel: Path | None, init: Path | None,
-                 layer_cache: layers_mod.LayerCache) -> ImageRecord:
+                 cache_dir: Path) -> ImageRecord:
     started = time.monotonic()
     validate_manifest(root, manifest)
     if init is None:
@@ -135,7 +134,7 @@ def _build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_e
     base_excluded = rootfs_mod.make_excluder(manifest)
     plan = None
     if manifest["runtime"] == "python":
-        plan = prune_stdlib(root, manifest, excluded=base_excluded, log=log)
+        plan = prune_stdlib(root, manifest, excluded=base_excluded, log=log, cache_dir=cache_dir)
         phase("stdlib")
         for note in plan.notes:
             log(f"stdlib: {note}")
@@ -176,7 +175,8 @@ def _build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_e
     staging = store.staging_dir()
     try:
         rootfs_path = staging / ROOTFS_FILE
-        layers = layers_mod.pack(entries, manifest, rootfs_path, cache=layer_cache, log=log)
+        layers = layers_mod.pack(entries, manifest, rootfs_path,
+                                 cache=layers_mod.LayerCache(cache_dir / "layers"), log=log)
         uncompressed = sum(layer.raw_size for layer in layers)
         phase("pack")
         shutil.copyfile(kernel_path, staging / "kernel")

@@ -15,15 +15,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import os
 import posixpath
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from unicloud.image import cpio
 from unicloud.image.compression import compress_layer, encoder_fingerprint
+from unicloud.image.contentcache import ContentCache
 
 CACHE_BUDGET_BYTES = 512 << 20  # compressed runtime layers kept per machine
 # The runtime layer's files carry a fixed time instead of the commit's, or every commit would
@@ -89,48 +88,15 @@ def split(entries: list[cpio.CpioEntry], manifest: dict) -> tuple[list, list]:
     return runtime, app
 
 
-class LayerCache:
-    """Compressed layers by content; shared by every app on the machine, trimmed to a budget."""
+class LayerCache(ContentCache):
+    """Compressed runtime layers by content; shared by every app on the machine."""
 
     def __init__(self, root: Path, budget: int = CACHE_BUDGET_BYTES):
-        self.root = Path(root)
-        self.budget = budget
+        super().__init__(root, suffix=".xz", budget=budget)
 
-    def _path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.xz"
 
-    def get(self, key: str) -> bytes | None:
-        path = self._path(key)
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return None
-        os.utime(path)  # recently used: the last to go when the cache is trimmed
-        return data
-
-    def put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-        self.trim()
-
-    def trim(self) -> None:
-        files = []
-        for p in self.root.glob("*/*.xz"):
-            try:
-                st = p.stat()
-            except OSError:
-                continue
-            files.append((st.st_mtime, st.st_size, p))
-        total = sum(size for _, size, _ in files)
-        for _, size, p in sorted(files):
-            if total <= self.budget:
-                break
-            p.unlink(missing_ok=True)
-            total -= size
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB"
 
 
 def _archive(entries: list[cpio.CpioEntry]) -> bytes:
@@ -159,10 +125,10 @@ def pack(entries: list[cpio.CpioEntry], manifest: dict, out: Path, *,
             if cache is not None and name == "runtime":
                 cache.put(key, data)
             log(f"image: {name} layer compressed in {time.monotonic() - started:.1f}s "
-                f"({len(raw) / 1e6:.1f} -> {len(data) / 1e6:.2f} MB)")
+                f"({_size(len(raw))} -> {_size(len(data))})")
         else:
-            log(f"image: {name} layer reused ({len(raw) / 1e6:.1f} -> {len(data) / 1e6:.2f} MB,"
-                f" same content as an earlier build)")
+            log(f"image: {name} layer reused ({_size(len(raw))} -> {_size(len(data))}, "
+                f"same content as an earlier build)")
         layers.append(Layer(name, len(raw), len(data), hashlib.sha256(data).hexdigest(),
                             len(members), cached))
         chunks.append(data)

@@ -9,7 +9,6 @@ imports are kept: an unused module costs a few KB, an ImportError costs a produc
 
 from __future__ import annotations
 
-import base64
 import io
 import os
 import posixpath
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from unicloud.image.probe import ProbeError, run_probe
 from unicloud.image.rootpath import host_path, resolve, to_root_relative
+from unicloud.image.stdlib_cache import StdlibCache
 
 # Never shipped: tests, GUIs, installers, build tooling, and interactive debugging tools that
 # stdlib modules only import under `if __name__ == "__main__"` (doctest, pdb) or for a REPL
@@ -175,7 +175,9 @@ def _loaded_by_name(root: Path, stdlib: str, found: dict[str, str]) -> dict[str,
 
 
 def prune_stdlib(root: Path, manifest: dict, *, excluded=lambda p: False,
-                 compress: bool = False, log=print) -> StdlibPlan:
+                 compress: bool = False, log=print, cache_dir: Path | None = None
+                 ) -> StdlibPlan:
+    """`cache_dir` keeps parses and bytecode between builds (see stdlib_cache)."""
     stdlib = manifest.get("stdlib")
     if not stdlib:
         raise StdlibError("runtime manifest has no 'stdlib' entry for the python runtime")
@@ -240,9 +242,12 @@ def prune_stdlib(root: Path, manifest: dict, *, excluded=lambda p: False,
                 by_top.setdefault(n.split(".")[0], set()).add(n)
     path = [workdir, *site_packages, stdlib, dynload_dir]
     all_site = set().union(*by_top.values()) if by_top else set()
+    cache = StdlibCache(cache_dir, root, interpreter)
+    known = cache.known_parses()
     scanned = run_probe(root, interpreter, {
         "mode": "scan", "path": path, "roots": sorted(names | all_site | traced_names),
-        "excludes": list(EXCLUDED_PACKAGES)})
+        "excludes": list(EXCLUDED_PACKAGES), "known": known})
+    cache.remember_parses(known, scanned.get("parsed", {}))
     graph = scanned["graph"]
     # A traced module reachable over any static edge is already decided by the static rules
     # (it may have come in through an optional import that merely succeeded in the build root);
@@ -289,14 +294,12 @@ def prune_stdlib(root: Path, manifest: dict, *, excluded=lambda p: False,
         f"({len(traced['modules'])} traced, {len(dynamic)} of them dynamic imports, "
         f"{len(graph)} analysed)")
 
-    compiled = run_probe(root, interpreter, {
-        "mode": "compile", "optimize": ZIP_OPTIMIZE,
-        "files": [[src, posixpath.join(zip_path, arc[:-1])]
-                  for arc, src in sorted(zip_sources.items())]})
-    notes += [f"compile: {s}: {e}" for s, e in compiled["failed"]]
-    zip_bytes = _write_zip({arc: base64.b64decode(compiled["pyc"][src])
-                            for arc, src in zip_sources.items() if src in compiled["pyc"]},
-                           compress)
+    compiled, failed, _ = cache.compile(
+        [(src, posixpath.join(zip_path, arc[:-1])) for arc, src in sorted(zip_sources.items())],
+        optimize=ZIP_OPTIMIZE)
+    notes += [f"compile: {s}: {e}" for s, e in failed]
+    zip_bytes = _write_zip({arc: compiled[src] for arc, src in zip_sources.items()
+                            if src in compiled}, compress)
 
     # precompiled bytecode for the app and site-packages: the rootfs is read-only, so without
     # it every boot would compile every module again (seconds under TCG)
@@ -305,14 +308,11 @@ def prune_stdlib(root: Path, manifest: dict, *, excluded=lambda p: False,
 
     to_compile = app_files + [f for sp in site_packages for f in _py_files(root, sp, skip)
                               if shipped(f)]
-    pycs = run_probe(root, interpreter, {"mode": "compile",
-                                          "files": [[f, f] for f in sorted(set(to_compile))]})
-    tag = pycs["cache_tag"]
+    pycs, _, tag = cache.compile([(f, f) for f in sorted(set(to_compile))])
     pycache = {}
-    for src, b64 in pycs["pyc"].items():
+    for src, data in pycs.items():
         d, base = posixpath.split(src)
-        pycache[posixpath.join(d, "__pycache__", f"{base[:-3]}.{tag}.pyc")] = \
-            base64.b64decode(b64)
+        pycache[posixpath.join(d, "__pycache__", f"{base[:-3]}.{tag}.pyc")] = data
     return StdlibPlan(zip_path, zip_bytes, sorted(zip_sources), sorted(dynload), landmark,
                       pycache, sorted(dropped), notes)
 

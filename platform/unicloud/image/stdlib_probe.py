@@ -2,13 +2,15 @@
 
 It is sent as `python -c` source, so it imports only the stdlib. One JSON request on stdin, one
 JSON line prefixed with MARKER on stdout. Modes:
-  scan     static import graph (AST, nothing executed), edges marked hard or soft
+  scan     static import graph (AST, nothing executed), edges marked hard or soft; "known"
+           carries earlier parses by content hash, "parsed" returns the new ones
   trace    import the app's entry modules with the app's own sys.path and report sys.modules
   compile  compile sources to unchecked-hash .pyc (reproducible: no mtimes), base64-encoded;
            "optimize" (0, 1 or 2, default 0) as for compile()
 """
 import ast
 import base64
+import hashlib
 import json
 import os
 import sys
@@ -149,7 +151,24 @@ def scan(req):
 
     path = list(req["path"])
     excludes = set(req["excludes"])
+    known = req.get("known") or {}  # earlier parses: "sha1:package" -> import_edges output
+    parsed = {}
     found = {}
+
+    def file_edges(filename, package):
+        try:
+            with open(filename, "rb") as f:
+                source = f.read()
+        except OSError:
+            return []
+        key = hashlib.sha1(source).hexdigest() + ":" + package
+        if key not in known:
+            try:
+                known[key] = parsed[key] = [list(e) for e in
+                                            import_edges(ast.parse(source, filename), package)]
+            except (SyntaxError, ValueError):
+                known[key] = parsed[key] = []
+        return known[key]
 
     def find(name):
         if name in found:
@@ -189,17 +208,11 @@ def scan(req):
         for i in range(1, len(parts)):
             edges.append((".".join(parts[:i]), False))
         if info["kind"] == "py":
-            try:
-                with open(info["file"], "rb") as f:
-                    tree = ast.parse(f.read(), info["file"])
-            except (SyntaxError, ValueError, OSError):
-                tree = None
-            if tree is not None:
-                package = name if info["search"] else name.rpartition(".")[0]
-                for target, soft, maybe_attr in import_edges(tree, package):
-                    if maybe_attr and find(target) is None:
-                        continue  # `from x import name` where name is not a module
-                    edges.append((target, soft))
+            package = name if info["search"] else name.rpartition(".")[0]
+            for target, soft, maybe_attr in file_edges(info["file"], package):
+                if maybe_attr and find(target) is None:
+                    continue  # `from x import name` where name is not a module
+                edges.append((target, soft))
         strength = {}
         for target, soft in edges:  # 0 hard, 1 optional, 2 command-line only; hard wins
             level = 2 if soft == "cli" else int(bool(soft))
@@ -208,7 +221,7 @@ def scan(req):
                        "edges": sorted(strength.items())}
         queue.extend(t for t, _ in edges if t not in graph)
     missing = sorted(n for n, v in found.items() if v is None)
-    return {"graph": graph, "missing": missing}
+    return {"graph": graph, "missing": missing, "parsed": parsed}
 
 
 def trace(req):
