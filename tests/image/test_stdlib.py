@@ -45,7 +45,7 @@ SOURCE = textwrap.dedent('''
 
 
 def test_import_edges_classify_imports():
-    edges = {(m, soft) for m, soft, _ in import_edges(ast.parse(SOURCE), "pkg")}
+    edges = {(m, soft) for m, soft, _, _ in import_edges(ast.parse(SOURCE), "pkg")}
     assert {("os", False), ("json.decoder", False), ("pkg", False), ("pkg.sibling", False),
             ("pkg.sub", False), ("pkg.sub.thing", False), ("lazy", False),
             ("needed_c", False)} <= edges
@@ -129,3 +129,51 @@ def test_compile_probe_strips_docstrings_only_when_asked(tmp_path):
     assert not any(t in base64.b64decode(stripped["pyc"][str(src)]) for t in texts)
     with pytest.raises(ValueError, match="optimize must be 0, 1 or 2"):
         compile_({"files": [[str(src), "m.py"]], "optimize": 3})
+
+
+PLATFORM_SOURCE = textwrap.dedent('''
+    import sys, os
+    if sys.platform == "win32":
+        import _winapi
+    else:
+        import _posixsubprocess
+    if os.name != "nt":
+        import fcntl
+    if sys.platform.startswith(("win", "cygwin")):
+        import msvcrt
+    if not sys.platform == "darwin":
+        import select
+    if FLAG:
+        import maybe
+    def later():
+        import lazy
+''')
+
+
+def test_platform_branches_are_decided_for_linux():
+    edges = {m: required for m, _, _, required in import_edges(ast.parse(PLATFORM_SOURCE), "")}
+    assert not {"_winapi", "msvcrt"} & set(edges)
+    assert {"_posixsubprocess", "fcntl", "select", "maybe", "lazy"} <= set(edges)
+    # what runs on every import of the module, and what only sometimes
+    assert edges["sys"] and edges["_posixsubprocess"] and edges["fcntl"]
+    assert not edges["maybe"] and not edges["lazy"]
+
+
+def test_a_module_that_cannot_be_imported_is_neither_shipped_nor_followed():
+    g = base_graph(graph(**{"gunicorn.workers.geventlet": (f"{SITE}/gunicorn/workers/geventlet.py",
+                                                           [("packaging", 0), ("eventlet", 0)]),
+                            "gunicorn": (f"{SITE}/gunicorn/__init__.py", []),
+                            "packaging": (f"{SITE}/packaging/__init__.py", [("ctypes", 0)]),
+                            "ctypes": (f"{STD}/ctypes/__init__.py", [])}))
+    g["gunicorn.workers.geventlet"]["unimportable"] = ["eventlet"]
+    g["app"]["edges"].append(("gunicorn", 0))
+    needed, reached = run(g, ["app"])
+    assert "gunicorn.workers.geventlet" not in needed and "ctypes" not in needed
+    assert reached == {"gunicorn"}
+    # the traced run imported it after all (something provided eventlet): it ships
+    def is_stdlib(n):
+        return (g[n]["file"] or STD).startswith(STD)
+    by_top = {"gunicorn": {"gunicorn", "gunicorn.workers.geventlet"}, "packaging": {"packaging"}}
+    needed, _ = closure_of(g, {"app"}, lambda n: (g.get(n, {}).get("file") or "").startswith(SITE),
+                           by_top, b"", is_stdlib, frozenset({"gunicorn.workers.geventlet"}))
+    assert {"gunicorn.workers.geventlet", "packaging", "ctypes"} <= needed

@@ -267,7 +267,14 @@ def prune_stdlib(root: Path, manifest: dict, *, excluded=lambda p: False,
         return f is None or (f.startswith(stdlib + "/") and not in_site(n))
 
     app_text = b"".join(host_path(root, f).read_bytes() for f in app_files)
-    found_names, reached = closure_of(graph, names, in_site, by_top, app_text, is_stdlib)
+    found_names, reached = closure_of(graph, names, in_site, by_top, app_text, is_stdlib,
+                                      frozenset(traced["modules"]))
+    dead = sorted(n for n in graph if graph[n].get("unimportable") and n not in found_names
+                  and n not in traced["modules"])
+    if dead:
+        shown = ", ".join(f"{n} (needs {graph[n]['unimportable'][0]})" for n in dead[:8])
+        log(f"stdlib: not following {len(dead)} modules that cannot be imported here: {shown}"
+            + (", ..." if len(dead) > 8 else ""))
     found = {n: graph[n]["file"] for n in found_names if graph[n]["file"]} | traced_files
     found |= _loaded_by_name(root, stdlib, found)
     reached |= {n.split(".")[0] for n in traced_files if in_site(n)}
@@ -332,12 +339,15 @@ _HEAVY = {m: g for g, mods in HEAVY_GROUPS.items() for m in mods}
 
 
 def closure_of(graph: dict, roots: set[str], in_site, by_top: dict[str, set[str]],
-               app_text: bytes, is_stdlib) -> tuple[set[str], set[str]]:
+               app_text: bytes, is_stdlib, importable: frozenset[str] = frozenset()
+               ) -> tuple[set[str], set[str]]:
     """Modules needed from the scanned import graph; and the site-packages distributions
     reached. Hard edges are always followed, soft ones unless they lead into a heavy group
     that nothing else enables, and a stdlib module's command-line entry point (its `__main__`
     block, main() or _test()) is never followed. Every module of a reached distribution is a root: code loaded
-    by string (gunicorn workers, Django middleware) lives in a package that is reached."""
+    by string (gunicorn workers, Django middleware) lives in a package that is reached. A
+    module that can never be imported here (the scan's "unimportable") is neither shipped nor
+    followed, unless it was imported for real (`importable`, the traced run)."""
     needed: set[str] = set()
     deferred: dict[str, set[str]] = {}
     enabled: set[str] = set()
@@ -357,6 +367,8 @@ def closure_of(graph: dict, roots: set[str], in_site, by_top: dict[str, set[str]
     while queue:
         name = queue.pop()
         if name in needed or name not in graph:
+            continue
+        if graph[name].get("unimportable") and name not in importable:
             continue
         needed.add(name)
         g = group_of(name)

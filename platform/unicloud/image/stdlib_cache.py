@@ -21,6 +21,7 @@ from unicloud.image.probe import run_probe
 from unicloud.image.rootpath import host_path, resolve
 
 PYC_BUDGET_BYTES = 256 << 20
+PARSE_FORMAT = 2  # the shape of stdlib_probe.import_edges' answer
 MAX_PARSES = 50_000  # per interpreter; a parse is ~100 bytes of JSON
 
 
@@ -44,7 +45,7 @@ class StdlibCache:
 
     # ---- import edges, as the scan probe parses them
     def _parses_file(self) -> Path:
-        return self.dir / f"parses-{self.key[:32]}.json"
+        return self.dir / f"parses-v{PARSE_FORMAT}-{self.key[:32]}.json"
 
     def known_parses(self) -> dict:
         if self.dir is None:

@@ -48,10 +48,60 @@ def _is_main_check(test):
                                            for c in test.comparators)
 
 
+# What the image's platform tests evaluate to: it is always Linux (this probe runs on it).
+_PLATFORM_VALUES = {("sys", "platform"): sys.platform, ("_sys", "platform"): sys.platform,
+                    ("os", "name"): os.name, ("_os", "name"): os.name}
+
+
+def _platform_value(node):
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        return _PLATFORM_VALUES.get((node.value.id, node.attr))
+    return None
+
+
+def _constant_strings(node):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and all(
+            isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+        return [e.value for e in node.elts]
+    return None
+
+
+def platform_test(test):
+    """True/False for a test on the platform alone (`sys.platform == "win32"`,
+    `os.name != "nt"`, `sys.platform.startswith(("win", "cygwin"))`, `not ...`), else None."""
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        inner = platform_test(test.operand)
+        return None if inner is None else not inner
+    if isinstance(test, ast.Compare) and len(test.ops) == 1:
+        value, consts = _platform_value(test.left), _constant_strings(test.comparators[0])
+        if value is None or consts is None:
+            return None
+        op = test.ops[0]
+        if isinstance(op, ast.Eq) and len(consts) == 1:
+            return value == consts[0]
+        if isinstance(op, ast.NotEq) and len(consts) == 1:
+            return value != consts[0]
+        if isinstance(op, ast.In):
+            return value in consts
+        if isinstance(op, ast.NotIn):
+            return value not in consts
+        return None
+    if isinstance(test, ast.Call) and isinstance(test.func, ast.Attribute) and \
+            test.func.attr == "startswith" and len(test.args) == 1 and not test.keywords:
+        value, consts = _platform_value(test.func.value), _constant_strings(test.args[0])
+        if value is not None and consts is not None:
+            return value.startswith(tuple(consts))
+    return None
+
+
 def import_edges(tree, package):
-    """(module, soft, maybe_attr) for every import in a module. `soft` is True when an
-    ImportError is handled around it (and not re-raised) or in such a handler, and "cli" under
-    `if __name__ == "__main__"` or in a main()/_test() function."""
+    """(module, soft, maybe_attr, required) for every import in a module. `soft` is True when
+    an ImportError is handled around it (and not re-raised) or in such a handler, and "cli"
+    under `if __name__ == "__main__"` or in a main()/_test() function. `required` marks the
+    imports every import of the module runs: module level, outside any condition, loop or try.
+    Branches on the platform (`if sys.platform == "win32":`) are decided: only Linux's is read."""
     out = []
 
     def resolve(level, module):
@@ -63,17 +113,18 @@ def import_edges(tree, package):
         return ".".join(base + ([module] if module else []))
 
     def visit(node, soft):
+        required = not soft and not conditional[0]
         if isinstance(node, ast.Import):
             for a in node.names:
-                out.append((a.name, soft, False))
+                out.append((a.name, soft, False, required))
             return
         if isinstance(node, ast.ImportFrom):
             base = resolve(node.level, node.module)
             if base:
-                out.append((base, soft, False))
+                out.append((base, soft, False, required))
                 for a in node.names:
                     if a.name != "*":
-                        out.append((base + "." + a.name, soft, True))
+                        out.append((base + "." + a.name, soft, True, required))
             return
         if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
                 and isinstance(node.args[0].value, str):
@@ -81,8 +132,13 @@ def import_edges(tree, package):
             fname = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) \
                 else None
             if fname in ("__import__", "import_module") and node.args[0].value.strip("."):
-                out.append((node.args[0].value, True, False))
+                out.append((node.args[0].value, True, False, False))
         if isinstance(node, ast.If):
+            on_linux = platform_test(node.test)
+            if on_linux is not None:
+                for child in (node.body if on_linux else node.orelse):
+                    visit(child, soft)
+                return
             if _is_type_checking(node.test):
                 for child in node.orelse:
                     visit(child, soft)
@@ -93,6 +149,25 @@ def import_edges(tree, package):
                 for child in node.orelse:
                     visit(child, soft)
                 return
+        if isinstance(node, (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.IfExp)) or \
+                type(node).__name__ == "TryStar":
+            saved, conditional[0] = conditional[0], True
+            try:
+                visit_branches(node, soft)
+            finally:
+                conditional[0] = saved
+            return
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            saved, in_function[0], conditional[0] = (in_function[0], conditional[0]), True, True
+            cli = getattr(node, "name", None) in CLI_FUNCTIONS
+            for child in ast.iter_child_nodes(node):
+                visit(child, "cli" if cli else soft)
+            in_function[0], conditional[0] = saved
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child, soft)
+
+    def visit_branches(node, soft):
         if isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
             import_handlers = [h for h in node.handlers if _catches_import_error(h)]
             # a module-level handler that raises makes the import mandatory after all; inside a
@@ -109,17 +184,11 @@ def import_edges(tree, package):
                 for child in part:
                     visit(child, soft)
             return
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            saved, in_function[0] = in_function[0], True
-            cli = getattr(node, "name", None) in CLI_FUNCTIONS
-            for child in ast.iter_child_nodes(node):
-                visit(child, "cli" if cli else soft)
-            in_function[0] = saved
-            return
         for child in ast.iter_child_nodes(node):
             visit(child, soft)
 
     in_function = [False]
+    conditional = [False]
     visit(tree, False)
     return out
 
@@ -207,18 +276,25 @@ def scan(req):
         parts = name.split(".")
         for i in range(1, len(parts)):
             edges.append((".".join(parts[:i]), False))
+        unimportable = []
         if info["kind"] == "py":
             package = name if info["search"] else name.rpartition(".")[0]
-            for target, soft, maybe_attr in file_edges(info["file"], package):
+            for target, soft, maybe_attr, required in file_edges(info["file"], package):
                 if maybe_attr and find(target) is None:
                     continue  # `from x import name` where name is not a module
                 edges.append((target, soft))
+                # a module whose unconditional import names a package that does not exist
+                # here (eventlet for gunicorn's eventlet worker, _winapi) can never be imported
+                if required and find(target.split(".")[0]) is None:
+                    unimportable.append(target)
         strength = {}
         for target, soft in edges:  # 0 hard, 1 optional, 2 command-line only; hard wins
             level = 2 if soft == "cli" else int(bool(soft))
             strength[target] = min(level, strength.get(target, 2))
         graph[name] = {"file": info["file"], "kind": info["kind"],
                        "edges": sorted(strength.items())}
+        if unimportable:
+            graph[name]["unimportable"] = sorted(set(unimportable))
         queue.extend(t for t, _ in edges if t not in graph)
     missing = sorted(n for n, v in found.items() if v is None)
     return {"graph": graph, "missing": missing, "parsed": parsed}
