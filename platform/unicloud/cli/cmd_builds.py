@@ -80,7 +80,13 @@ def inspect(version: Annotated[str, typer.Argument(help="vN (default: the curren
         ("Kernel", human_size(sizes.get("kernel", data.get("kernel_size")))),
         ("Rootfs", rootfs),
         ("Total", human_size(sizes.get("total", data.get("total_size")))),
+        ("Compression", data.get("compression")),
     ])
+    for layer in data.get("layers") or []:
+        if isinstance(layer, dict):
+            echo(f"Layer {layer.get('name')}: {human_size(layer.get('size'))} "
+                 f"({human_size(layer.get('uncompressed_size'))} unpacked, "
+                 f"{layer.get('entries')} entries) sha256 {layer.get('sha256')}")
     sha = data.get("sha256")
     if isinstance(sha, dict):
         for name, digest in sha.items():
