@@ -16,6 +16,7 @@ import functools
 import http.client
 import json
 import os
+import queue
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,7 +29,11 @@ from unicloud.image.store import ROOTFS_FILE
 
 DEFAULT_DEADLINE = float(os.environ.get("UNICLOUD_HEALTH_TIMEOUT", "60"))
 ATTEMPT_TIMEOUT = 5.0
-RETRY_EVERY = 0.25
+RETRY_EVERY = 0.1  # once the guest is reachable: refused/reset connections cost nothing
+BOOT_RETRY_EVERY = 0.25  # while attempts hang on a guest whose network is not up yet
+WRONG_RETRY_EVERY = 1.0  # after the app answered wrongly
+MAX_IN_FLIGHT = 32  # hanging attempts kept open at once (see run_until_deadline)
+CANCEL_POLL = 0.1  # how soon a cancelled check notices
 
 
 class HealthSpecError(ValueError):
@@ -164,21 +169,27 @@ def declared_files(image_dir: str, workdir: str = "/app") -> dict[str, bytes]:
 
 def probe(host: str, port: int, check: Check) -> tuple[bool, bool, str]:
     """One attempt: (passed, the app answered at all, what happened)."""
+    return _probe(host, port, check)[:3]
+
+
+def _probe(host: str, port: int, check: Check) -> tuple[bool, bool, str, bool]:
+    """`probe`, plus whether the attempt ran into its timeout without any answer."""
     conn = http.client.HTTPConnection(host, port, timeout=check.timeout)
     try:
         conn.request("GET", check.path, headers={"User-Agent": "unicloud-healthcheck", "Connection": "close"})
         resp = conn.getresponse()
         body = resp.read(64 * 1024).decode("utf-8", errors="replace")
     except (OSError, http.client.HTTPException) as exc:
-        return False, False, f"{check.describe()}: {type(exc).__name__}: {exc}".rstrip(": ")
+        detail = f"{check.describe()}: {type(exc).__name__}: {exc}".rstrip(": ")
+        return False, False, detail, isinstance(exc, TimeoutError)
     finally:
         conn.close()
     snippet = body.strip().replace("\n", " ")[:200]
     if resp.status >= 500:
-        return False, True, f"{check.describe()}: HTTP {resp.status}: {snippet}"
+        return False, True, f"{check.describe()}: HTTP {resp.status}: {snippet}", False
     if check.content is not None and check.content not in body:
-        return False, True, f"{check.describe()}: HTTP {resp.status}, expected content not found in: {snippet!r}"
-    return True, True, f"{check.describe()}: HTTP {resp.status}"
+        return False, True, f"{check.describe()}: HTTP {resp.status}, expected content not found in: {snippet!r}", False
+    return True, True, f"{check.describe()}: HTTP {resp.status}", False
 
 
 @dataclass
@@ -189,28 +200,77 @@ class Result:
     attempts: int
 
 
+@dataclass
+class _Attempt:
+    started: float
+    results: list[tuple[bool, bool, str, bool]]
+
+    @property
+    def hung(self) -> bool:
+        """Nothing came back before the timeout: the guest may not have been reachable yet."""
+        return any(timed_out for _, _, _, timed_out in self.results)
+
+
+def _attempt(started: float, host: str, port: int, checks: tuple[Check, ...], out: queue.SimpleQueue) -> None:
+    out.put(_Attempt(started, [_probe(host, port, c) for c in checks]))
+
+
 def run_until_deadline(host: str, port: int, spec: HealthSpec, started: float, cancel: threading.Event) -> Result:
-    """Retry every check until all pass once or the deadline (counted from `started`) passes."""
+    """Retry every check until all pass once or the deadline (counted from `started`) passes.
+
+    QEMU's user-mode network accepts a connection before the guest's network is up and then
+    holds it, unanswered, until the attempt times out. Waiting for such an attempt would notice
+    an app that started listening meanwhile only `timeout` seconds later, so until some attempt
+    has reached the guest (refused, reset or answered), a new attempt starts every
+    BOOT_RETRY_EVERY seconds beside the hanging ones. After that attempts run one at a time,
+    RETRY_EVERY apart, so an app that is slow to answer is not sent a pile of requests. Every
+    attempt keeps its full timeout; the first complete pass wins.
+    """
     deadline = started + spec.deadline
     if spec.initial_delay:
         cancel.wait(max(0.0, started + spec.initial_delay - time.monotonic()))
-    attempts, wrong, detail = 0, 0, "no attempt made"
-    why = None
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    in_flight: list[float] = []  # start times of the attempts still running
+    reached_at: float | None = None  # start of the latest attempt that got through to the guest
+    attempts = wrong = 0
+    detail, why = "no attempt made", None
+    next_at = time.monotonic()
     while not cancel.is_set():
-        attempts += 1
-        results = [probe(host, port, c) for c in spec.checks]
-        failed = [(answered, d) for ok, answered, d in results if not ok]
+        now = time.monotonic()
+        if reached_at is None:
+            may_start = len(in_flight) < MAX_IN_FLIGHT
+        else:  # the guest is reachable: an attempt started since then is with the app itself
+            may_start = not any(t >= reached_at for t in in_flight)
+        may_start = may_start and (attempts == 0 or now < deadline)
+        if may_start and now >= next_at:
+            attempts += 1
+            in_flight.append(now)
+            threading.Thread(target=_attempt, args=(now, host, port, spec.checks, done), daemon=True,
+                             name=f"health-{port}-{attempts}").start()
+            next_at = now + (BOOT_RETRY_EVERY if reached_at is None else RETRY_EVERY)
+            continue
+        if not in_flight and now >= deadline:
+            break
+        wait = next_at - now if may_start else CANCEL_POLL
+        try:
+            att = done.get(timeout=min(max(wait, 0.001), CANCEL_POLL))
+        except queue.Empty:
+            continue
+        in_flight.remove(att.started)
+        failed = [(answered, d) for ok, answered, d, _ in att.results if not ok]
         if not failed:
-            return Result(True, "; ".join(d for _, _, d in results), time.monotonic() - started, attempts)
+            return Result(True, "; ".join(d for _, _, d, _ in att.results), time.monotonic() - started, attempts)
         detail = failed[0][1]
+        if not att.hung:
+            reached_at = max(reached_at or att.started, att.started)
+            next_at = min(next_at, time.monotonic() + RETRY_EVERY)
         if any(answered for answered, _ in failed):
             wrong += 1
+            # The app is up and answers wrongly: give it a moment instead of hammering it.
+            next_at = max(next_at, time.monotonic() + WRONG_RETRY_EVERY)
             if spec.attempts is not None and wrong >= spec.attempts:
                 why = f"{wrong} failed attempts ({spec.source})"
                 break
-        if time.monotonic() >= deadline:
-            break
-        cancel.wait(RETRY_EVERY if not wrong else max(RETRY_EVERY, 1.0))
     why = why or ("cancelled" if cancel.is_set() else f"no success within {spec.deadline:.0f}s ({attempts} attempts)")
     return Result(False, f"{why}; last: {detail}", time.monotonic() - started, attempts)
 
@@ -224,10 +284,12 @@ class _Running:
 class HealthChecker:
     """Runs checks in threads so one slow boot never stalls the reconciler loop."""
 
-    def __init__(self, workers: int = 16):
+    def __init__(self, workers: int = 16, finished: threading.Event | None = None):
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="health")
         self.running: dict[str, _Running] = {}
-        self.finished = threading.Event()  # lets the loop react at once instead of at its next pass
+        # Set when any check ends, so the loop reacts at once instead of at its next pass; the
+        # scheduler shares it with its other wake-ups.
+        self.finished = finished or threading.Event()
 
     def ensure(self, key: str, host: str, port: int, spec: HealthSpec, started: float) -> None:
         if key not in self.running:
