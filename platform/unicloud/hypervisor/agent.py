@@ -31,6 +31,7 @@ from unicloud.db.session import session_scope
 from unicloud.redis_client import get_redis
 from unicloud.scheduler import hosts as hostlive
 from unicloud.scheduler.transitions import ACTIVE, transition
+from unicloud.scheduler.wakeup import wake
 
 log = logging.getLogger("unicloud.agent")
 
@@ -178,6 +179,7 @@ class Agent:
             reason = f"could not boot the VM: {exc}"
             with session_scope(self.settings) as s:
                 transition(s, instance_id, ["starting"], state="crashed", last_error=reason, exit_code=None)
+            self._wake_scheduler()
             logs.emit(self.r, app, "unicloud", dyno, reason)
             logs.emit(self.r, app, "unicloud", dyno, "State changed from starting to crashed")
             return {"error": reason}
@@ -305,11 +307,19 @@ class Agent:
                            last_error=f"{why}; last output: {last}" if last else why)
             elif was == "draining":
                 transition(s, w.instance_id, ["draining"], state="stopped", exit_code=code)
+        if was in ("starting", "up"):
+            self._wake_scheduler()  # a deploy waiting on this instance fails now, a restart is planned
         status = code if code is not None else "unknown (the VM was killed)"
         logs.emit(self.r, w.app, "unicloud", w.dyno, f"Process exited with status {status}")
         if was in ("starting", "up"):
             logs.emit(self.r, w.app, "unicloud", w.dyno, f"State changed from {was} to crashed")
         self.r.hdel(self.offsets_key, w.instance_id)
+
+    def _wake_scheduler(self) -> None:
+        try:
+            wake(self.r)
+        except Exception as exc:  # the scheduler's next pass notices the crash anyway
+            log.warning("could not wake the scheduler: %s", exc)
 
     # ------------------------------------------------------------------ adoption and sweeps
     def adopt(self) -> None:

@@ -46,15 +46,17 @@ class Router:
             return self.table
 
     def apply(self, table: rt.RoutingTable) -> None:
+        started = time.monotonic()
         self.nginx.install(render(self.settings, table, self.options()))
         if self.nginx.running():
             self.nginx.reload()
         self.table = table
         self._dyno_map = table.dyno_by_addr()
         self.applied = table.version
-        self.r.set(rt.APPLIED_KEY, table.version)
+        rt.acknowledge(self.r, table.version)
         routed = sum(1 for b in table.apps.values() if b)
-        log(f"applied table {table.version}: {len(table.apps)} apps, {routed} with backends")
+        log(f"applied table {table.version}: {len(table.apps)} apps, {routed} with backends "
+            f"({time.monotonic() - started:.3f}s)")
 
     def start(self) -> None:
         self.nginx.prepare()
@@ -64,7 +66,7 @@ class Router:
         log(f"nginx {how} (pid {self.nginx.pid}) on {self.settings.bind}:{self.settings.router_port}")
         self.table, self._dyno_map = table, table.dyno_by_addr()
         self.applied = table.version
-        self.r.set(rt.APPLIED_KEY, table.version)
+        rt.acknowledge(self.r, table.version)
         self.shipper = AccessLogShipper(self.settings.router_dir / "logs" / "access.log", self.r,
                                         lambda: self._dyno_map, self.nginx.reopen_logs)
         self.shipper.start()

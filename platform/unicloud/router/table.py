@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 TABLE_KEY = "router:table"
 NOTIFY_CHANNEL = "router:notify"
 APPLIED_KEY = "router:applied"
+APPLIED_CHANNEL = "router:applied"  # the router announces each version it starts serving
 
 _APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,29}\Z")
 _ADDR = re.compile(r"[0-9A-Za-z.\-\[\]:]+:\d{1,5}\Z")
@@ -80,6 +81,12 @@ def publish(r, table: RoutingTable) -> str:
 def read(r) -> RoutingTable:
     text = r.get(TABLE_KEY)
     return RoutingTable.from_json(text) if text else RoutingTable()
+
+
+def acknowledge(r, version: str) -> None:
+    """Router side: record the version nginx now serves and wake whoever waits for it."""
+    r.set(APPLIED_KEY, version)
+    r.publish(APPLIED_CHANNEL, version)
 
 
 def applied_version(r) -> str | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ from unicloud.scheduler import hosts as hostlive
 from unicloud.scheduler.events import event
 from unicloud.hypervisor.agent import image_dir_for
 from unicloud.scheduler.health import (
+    DEFAULT_DEADLINE,
     Check,
     HealthChecker,
     HealthSpecError,
@@ -44,6 +46,8 @@ from unicloud.scheduler.health import (
 )
 from unicloud.scheduler.placement import NoCapacity, Placer
 from unicloud.scheduler.transitions import ACTIVE, LIVE, transition
+from unicloud.scheduler.wakeup import WAKE_CHANNEL, wake  # noqa: F401 - the callers' import path
+from unicloud.services.releases import announce_finished
 
 WARM_WINDOW = float(os.environ.get("UNICLOUD_WARM_WINDOW", "120"))
 DRAIN_GRACE = float(os.environ.get("UNICLOUD_DRAIN_GRACE", "10"))
@@ -52,12 +56,6 @@ ROUTER_ACK_TIMEOUT = float(os.environ.get("UNICLOUD_ROUTER_ACK_TIMEOUT", "10"))
 BACKOFF_BASE = float(os.environ.get("UNICLOUD_RESTART_BACKOFF", "1"))
 BACKOFF_MAX = float(os.environ.get("UNICLOUD_RESTART_BACKOFF_MAX", "300"))
 STABLE_AFTER = 600.0  # an instance up this long before crashing restarts without backoff
-WAKE_CHANNEL = "scheduler:wake"  # publish here (e.g. after creating a release) to skip the wait
-
-
-def wake(r) -> None:
-    """Ask the scheduler for a pass now instead of at its next interval (optional, best effort)."""
-    r.publish(WAKE_CHANNEL, "1")
 
 START_TASK = "unicloud.host.start_instance"
 STOP_TASK = "unicloud.host.stop_instance"
@@ -105,15 +103,18 @@ class Switch:
 
 
 class Reconciler:
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, wake: threading.Event | None = None):
+        """`wake` is set whenever a health check ends (the service loop waits on it)."""
         self.settings = settings or Settings.from_env()
         self.r = get_redis(self.settings)
-        self.checker = HealthChecker()
+        self.wakeup = wake or threading.Event()
+        self.checker = HealthChecker(finished=self.wakeup)
         self.switching: dict[int, Switch] = {}
         self.stop_sent: dict[str, float] = {}
         self.deploy_started: dict[int, float] = {}
         self.said: set[tuple] = set()  # (app, message key) already logged, to avoid repeating every pass
         self.outbox: list[tuple[str, list, str]] = []
+        self.finished: list[int] = []  # releases that ended this pass, announced after the commit
         self.published_version: str | None = None
         self.published_at = 0.0
 
@@ -138,6 +139,10 @@ class Reconciler:
 
     def pending_switch(self) -> bool:
         return bool(self.switching)
+
+    def _again(self) -> None:
+        """Ask for another pass right after this one (the service loop waits on `wakeup`)."""
+        self.wakeup.set()
 
     # ------------------------------------------------------------------ hosts
     def _live_hosts(self, s: Session) -> list[Host]:
@@ -200,24 +205,37 @@ class Reconciler:
         if rel.image is None:
             self._fail(s, app, rel, "the release has no image")
             return
+        mine = [i for i in instances if i.release_id == rel.id and i.process_type == "web"]
+        if not mine and n > 0 and self._warm_candidates(app, rel, instances):
+            # A serving instance may be relabelled: only for a release whose checks are valid.
+            try:
+                self._health_spec(rel)
+            except HealthSpecError as exc:
+                self._fail(s, app, rel, f"invalid health check: {exc}")
+                return
+            mine = self._reuse_warm(s, app, rel, instances, n)
+        have = {i.index for i in mine}
+        booted = False
+        for idx in range(1, n + 1):
+            if idx not in have:
+                try:
+                    mine.append(self._boot(s, app, rel, idx, placer))
+                    booted = True
+                except NoCapacity as exc:
+                    self._say(app, ("nocap", rel.id), f"v{rel.version} is waiting for capacity: {exc}")
+                    if time.monotonic() - self.deploy_started[rel.id] > DEFAULT_DEADLINE:
+                        self._fail(s, app, rel, str(exc))
+                    return
+        if booted:
+            # Send the start tasks first (they go out once this pass commits); reading the checks
+            # from a new image takes a while, so the next pass does it while the VMs boot.
+            self._again()
+            return
         try:
             spec = self._health_spec(rel)
         except HealthSpecError as exc:
             self._fail(s, app, rel, f"invalid health check: {exc}")
             return
-        mine = [i for i in instances if i.release_id == rel.id and i.process_type == "web"]
-        if not mine and n > 0:
-            mine = self._reuse_warm(s, app, rel, instances, n)
-        have = {i.index for i in mine}
-        for idx in range(1, n + 1):
-            if idx not in have:
-                try:
-                    mine.append(self._boot(s, app, rel, idx, placer))
-                except NoCapacity as exc:
-                    self._say(app, ("nocap", rel.id), f"v{rel.version} is waiting for capacity: {exc}")
-                    if time.monotonic() - self.deploy_started[rel.id] > spec.deadline:
-                        self._fail(s, app, rel, str(exc))
-                    return
         ready = 0
         for inst in sorted(mine, key=lambda i: i.index):
             if inst.index > n:
@@ -258,6 +276,7 @@ class Reconciler:
         app.current_release_id = rel.id
         rel.status = "succeeded"
         rel.finished_at = utcnow()
+        self.finished.append(rel.id)
         self.switching.pop(app.id, None)
         took = time.monotonic() - self.deploy_started.pop(rel.id, time.monotonic())
         live = sorted(dyno(i) for i in instances if i.release_id == rel.id and i.state == "up")
@@ -269,13 +288,17 @@ class Reconciler:
             event(self.r, app.name, f"v{previous.version} left the router; its instances stay warm for "
                                     f"{max(WARM_WINDOW, DRAIN_GRACE):.0f}s for a fast rollback")
 
-    def _reuse_warm(self, s: Session, app: App, rel: Release, instances: list[Instance], n: int) -> list[Instance]:
-        """Instances booted from the same image, config and command can serve `rel` as they are."""
+    def _warm_candidates(self, app: App, rel: Release, instances: list[Instance]) -> list[Instance]:
+        """Running instances booted from the same image, config and command as `rel`."""
         want = boot_signature(rel, memory_for(app, rel))
         warm = [i for i in instances if i.state in ("up", "draining") and i.process_type == "web"
                 and i.release_id != rel.id and boot_signature(i.release, i.memory_mb) == want
                 and i.id not in self.stop_sent]
-        warm.sort(key=lambda i: (i.state != "up", i.index))
+        return sorted(warm, key=lambda i: (i.state != "up", i.index))
+
+    def _reuse_warm(self, s: Session, app: App, rel: Release, instances: list[Instance], n: int) -> list[Instance]:
+        """Instances booted from the same image, config and command can serve `rel` as they are."""
+        warm = self._warm_candidates(app, rel, instances)
         taken: list[Instance] = []
         for inst in warm:
             if len(taken) == n:
@@ -323,6 +346,7 @@ class Reconciler:
         rel.status = "failed"
         rel.failure_reason = reason
         rel.finished_at = utcnow()
+        self.finished.append(rel.id)
         self.switching.pop(app.id, None)
         self.deploy_started.pop(rel.id, None)
         for inst in s.scalars(select(Instance).where(Instance.release_id == rel.id, Instance.state.in_(LIVE))):
@@ -464,6 +488,14 @@ class Reconciler:
 
     # ------------------------------------------------------------------ plumbing
     def _flush_outbox(self) -> None:
+        """Called after the app's changes are committed: start/stop tasks, then tell whoever waits
+        for a release (the git push) that it ended."""
+        while self.finished:
+            release_id = self.finished.pop(0)
+            try:
+                announce_finished(self.r, release_id)
+            except Exception as exc:  # the waiter falls back to re-reading the database
+                print(f"scheduler: could not announce release {release_id}: {exc}", flush=True)
         while self.outbox:
             name, args, queue = self.outbox.pop(0)
             try:

@@ -11,6 +11,7 @@ from unicloud.db.models import App, Build, Image, Release, User
 from unicloud.services import NotFound, ServiceError
 
 FINAL_STATES = {"succeeded", "failed"}
+FINISHED_CHANNEL = "releases:finished"  # the scheduler publishes a release id when it ends
 
 
 def next_version(session: Session, app: App) -> int:
@@ -127,19 +128,56 @@ def rollback(session: Session, app: App, user: User, version: int | None = None,
     )
 
 
-def wait_for_release(settings, release_id: int, timeout: float = 600.0, poll: float = 0.3) -> Release:
-    """Block until the scheduler has finished deploying a release (succeeded or failed)."""
+def announce_finished(r, release_id: int) -> None:
+    """Tell waiters (`wait_for_release`) that a release reached a final state; call after commit."""
+    r.publish(FINISHED_CHANNEL, str(release_id))
+
+
+def wait_for_release(settings, release_id: int, timeout: float = 600.0, poll: float = 0.5) -> Release:
+    """Block until the scheduler has finished deploying a release (succeeded or failed).
+
+    The scheduler announces every finished release on FINISHED_CHANNEL, so this returns as soon
+    as it commits; `poll` is only the fallback re-read of the database (pub/sub messages are
+    lost while Redis restarts, and the announcement is best effort).
+    """
     from unicloud.db.session import session_scope
+    from unicloud.redis_client import get_redis
 
     deadline = time.monotonic() + timeout
-    while True:
-        with session_scope(settings) as s:
-            rel = s.get(Release, release_id)
-            if rel is None:
-                raise NotFound(f"release {release_id} vanished")
-            if rel.status in FINAL_STATES:
-                s.expunge(rel)
-                return rel
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"release {release_id} did not finish deploying within {timeout:.0f}s")
-        time.sleep(poll)
+    pubsub = get_redis(settings).pubsub(ignore_subscribe_messages=True)
+    try:
+        try:
+            pubsub.subscribe(FINISHED_CHANNEL)  # before the first read: no announcement slips by
+        except Exception:  # noqa: BLE001 - Redis unavailable: plain polling still works
+            pubsub.close()
+            pubsub = None
+        while True:
+            with session_scope(settings) as s:
+                rel = s.get(Release, release_id)
+                if rel is None:
+                    raise NotFound(f"release {release_id} vanished")
+                if rel.status in FINAL_STATES:
+                    s.expunge(rel)
+                    return rel
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"release {release_id} did not finish deploying within {timeout:.0f}s")
+            _wait_for_announcement(pubsub, release_id, min(poll, max(0.0, deadline - time.monotonic())))
+    finally:
+        if pubsub is not None:
+            pubsub.close()
+
+
+def _wait_for_announcement(pubsub, release_id: int, timeout: float) -> None:
+    """Return when `release_id` is announced, or after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while (left := end - time.monotonic()) > 0:
+        if pubsub is None:
+            time.sleep(left)
+            return
+        try:
+            msg = pubsub.get_message(timeout=left)
+        except Exception:  # noqa: BLE001 - connection lost: fall back to the database re-read
+            time.sleep(max(0.0, end - time.monotonic()))
+            return
+        if msg and str(msg.get("data")) == str(release_id):
+            return
