@@ -109,9 +109,10 @@ def execute_build(settings: Settings, build_id: str) -> None:
             log("-----> Building VM image")
             record = build_image(output.root, output.manifest, store=ImageStore(settings.images_dir),
                                  source_date_epoch=epoch, log=log)
-        finally:
+            _record_success(settings, build_id, record, output, log)
+        except BaseException:
             output.close()
-        _record_success(settings, build_id, record, output, log)
+            raise
     except BuildError as exc:
         _fail(settings, build_id, log, exc.reason)
     except ImageAuditError as exc:
@@ -123,7 +124,7 @@ def execute_build(settings: Settings, build_id: str) -> None:
             log(f"       {line}")
         _fail(settings, build_id, log, f"internal error: {exc.__class__.__name__}: {exc}")
     else:
-        _after_release(settings)
+        _after_release(settings, output)
     finally:
         heartbeat.done.set()
         shutil.rmtree(work, ignore_errors=True)
@@ -162,19 +163,32 @@ def _record_success(settings: Settings, build_id: str, record, output, log: Buil
     log.end("succeeded", release_id=release_id)
 
 
-def _after_release(settings: Settings) -> None:
+def _after_release(settings: Settings, output) -> None:
     """Best effort once a build has succeeded: a failure here must not turn it into a failed build
-    (its release exists and its end event is sent); the scheduler's interval and the next build's
-    collection catch up."""
-    from unicloud.image.retention import collect_garbage
+    (its release exists and its end event is sent); the scheduler's interval, the worker's stale
+    mount cleanup and the next build's collection catch up.
+
+    The scheduler is woken first: unmounting the build root and collecting old images are
+    housekeeping the deploy should not wait for."""
     from unicloud.scheduler.reconciler import wake
 
-    try:
-        wake(get_redis(settings))  # a pending release: deploy it now, not at the next interval
-        for digest in collect_garbage(settings):
-            print(f"retention: removed image {digest[:12]} of an old release", flush=True)
-    except Exception as exc:  # noqa: BLE001 - see the docstring
-        print(f"after release: {exc.__class__.__name__}: {exc}", flush=True)
+    steps = (
+        ("wake the scheduler", lambda: wake(get_redis(settings))),
+        ("close the build root", output.close),
+        ("collect old images", lambda: _collect_old_images(settings)),
+    )
+    for what, step in steps:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            print(f"after release: {what}: {exc.__class__.__name__}: {exc}", flush=True)
+
+
+def _collect_old_images(settings: Settings) -> None:
+    from unicloud.image.retention import collect_garbage
+
+    for digest in collect_garbage(settings):
+        print(f"retention: removed image {digest[:12]} of an old release", flush=True)
 
 
 def reap_lost_builds(settings: Settings) -> int:
