@@ -202,11 +202,14 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def _namespace_setup_script(root: Path, binds: Sequence[Bind]) -> str:
     """Shell run inside the new namespaces, before chroot: mounts that vanish with the build."""
+    # Every line costs a process or two, and a build enters a sandbox four times: keep it short
+    # (one `cp -a` makes all device nodes, `mount -o bind,ro` binds and remounts read-only).
     r = shlex.quote(str(root))
+    nodes = " ".join(f"/dev/{n}" for n in DEV_NODES)
     lines = [
         f"mount -t proc -o nosuid,nodev,noexec proc {r}/proc",
         f"mount -t tmpfs -o nosuid,mode=0755,size=64k dev {r}/dev",
-        *(f"touch {r}/dev/{n} && mount --bind /dev/{n} {r}/dev/{n}" for n in DEV_NODES),
+        f"cp -a {nodes} {r}/dev/",  # the same character devices (major, minor) as the host's
         f"mkdir -p {r}/dev/shm {r}/dev/pts && mount -t tmpfs -o nosuid,nodev,mode=1777 shm {r}/dev/shm",
         f"ln -s /proc/self/fd {r}/dev/fd && ln -s /proc/self/fd/0 {r}/dev/stdin",
         f"ln -s /proc/self/fd/1 {r}/dev/stdout && ln -s /proc/self/fd/2 {r}/dev/stderr",
@@ -218,14 +221,14 @@ def _namespace_setup_script(root: Path, binds: Sequence[Bind]) -> str:
         if Path(f).exists():
             extra.append(Bind(Path(f), f, True))
     for b in [*extra, *binds]:
-        src, dst = shlex.quote(str(b.source)), shlex.quote(str(root) + b.target)
+        target = Path(str(root) + b.target)
+        src, dst = shlex.quote(str(b.source)), shlex.quote(str(target))
         if Path(b.source).is_dir():
-            lines.append(f"mkdir -p {dst}")
-        else:
+            if not target.is_dir():
+                lines.append(f"mkdir -p {dst}")
+        elif not target.exists():
             lines.append(f"mkdir -p $(dirname {dst}) && {{ [ -e {dst} ] || touch {dst}; }}")
-        lines.append(f"mount --bind {src} {dst}")
-        if b.read_only:
-            lines.append(f"mount -o remount,bind,ro {dst}")
+        lines.append(f"mount {'-o bind,ro' if b.read_only else '--bind'} {src} {dst}")
     return "\n".join(lines)
 
 
