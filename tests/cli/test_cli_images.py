@@ -51,7 +51,7 @@ def test_inspect_text_and_json(cli, real_image):
     assert any(line.startswith("Total:") and "KiB" in line for line in text)
     assert any(line.startswith("Compression:") and "xz" in line for line in text)
     layers = [line for line in text if line.startswith("Layer ")]
-    assert [line.split(":")[0] for line in layers] == ["Layer runtime", "Layer app"]
+    assert [line.split(":")[0] for line in layers] == ["Layer system", "Layer runtime", "Layer app"]
     assert all("unpacked" in line and "entries" in line for line in layers)
     assert f"sha256 kernel: {real_image.manifest['kernel']['sha256']}" in text
     audit = next(line for line in text if line.startswith("Audit:"))

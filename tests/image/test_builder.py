@@ -74,7 +74,8 @@ def test_same_input_builds_bit_identical_image(static_root, test_kernel, init_bi
     assert c.digest != a.digest
     # the app's files carry the commit time; the runtime layer a fixed one, so that it is the
     # same layer from one commit to the next
-    assert [layer["name"] for layer in c.manifest["rootfs"]["layers"]] == ["runtime", "app"]
+    assert [layer["name"] for layer in c.manifest["rootfs"]["layers"]] == \
+        ["system", "runtime", "app"]
     mtimes = {p: e.mtime for p, e in unpack(c.path / "rootfs.cpio.xz").items()}
     in_app = {p for p in mtimes if p == "/app" or p.startswith("/app/")}
     assert in_app and {mtimes[p] for p in in_app} == {1700000000}

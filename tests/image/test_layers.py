@@ -14,7 +14,10 @@ from unicloud.image.layers import RUNTIME_LAYER_MTIME, LayerCache, pack, split
 PY_MANIFEST = {"workdir": "/app", "site_packages": ["/app/.venv/lib/python3.11/site-packages"]}
 
 
-def entries(app_source: bytes = b"print('v1')\n") -> list[cpio.CpioEntry]:
+STDLIB_ZIP = "/usr/lib/python311.zip"
+
+
+def entries(app_source: bytes = b"print('v1')\n", stdlib: bytes = b"PK zip") -> list[cpio.CpioEntry]:
     return [
         cpio.directory("app"),
         cpio.directory("app/.venv"),
@@ -24,6 +27,8 @@ def entries(app_source: bytes = b"print('v1')\n") -> list[cpio.CpioEntry]:
         cpio.regular("app/static/style.css", b"body{}\n", mtime=1700000000),
         cpio.directory("usr"),
         cpio.regular("usr/bin/python3.11", bytes(range(256)) * 400, perm=0o755),
+        cpio.directory("usr/lib"),
+        cpio.regular("usr/lib/python311.zip", stdlib),
         cpio.regular("init", b"\x7fELF init", perm=0o755),
     ]
 
@@ -32,40 +37,53 @@ def names(members) -> list[str]:
     return [e.path for e in members]
 
 
-def test_split_puts_the_apps_own_files_last():
-    runtime, app = split(entries(), PY_MANIFEST)
-    # /app stays in the runtime layer: /app/.venv, unpacked first, needs it
-    assert names(runtime) == ["app", "app/.venv", "app/.venv/lib/python3.11/site-packages/flask.py",
-                              "usr", "usr/bin/python3.11", "init"]
-    assert names(app) == ["app/app.py", "app/static", "app/static/style.css"]
+def test_split_puts_shared_files_first_and_the_apps_own_last():
+    layers = split(entries(), PY_MANIFEST, app_runtime=[STDLIB_ZIP])
+    assert names(layers["system"]) == ["usr", "usr/bin/python3.11", "init"]
+    # a directory goes with the earliest layer under it: /app/.venv, unpacked before the app
+    # layer, needs /app; /usr/lib holds only the runtime's stdlib zip here
+    assert names(layers["runtime"]) == ["app", "app/.venv",
+                                        "app/.venv/lib/python3.11/site-packages/flask.py",
+                                        "usr/lib", "usr/lib/python311.zip"]
+    assert names(layers["app"]) == ["app/app.py", "app/static", "app/static/style.css"]
 
 
 def test_without_a_virtualenv_the_workdir_is_all_app():
-    runtime, app = split(entries(), {"workdir": "/app", "site_packages": []})
-    assert "app" in names(app) and "app/.venv" in names(app)
-    assert names(runtime) == ["usr", "usr/bin/python3.11", "init"]
+    layers = split(entries(), {"workdir": "/app", "site_packages": []})
+    assert "app" in names(layers["app"]) and "app/.venv" in names(layers["app"])
+    assert names(layers["runtime"]) == []
+    assert "usr/lib/python311.zip" in names(layers["system"])
 
 
-def test_an_app_only_change_reuses_the_runtime_layer(tmp_path):
+def test_an_app_only_change_reuses_the_system_and_runtime_layers(tmp_path):
     cache = LayerCache(tmp_path / "cache")
-    first = pack(entries(), PY_MANIFEST, tmp_path / "v1.xz", cache=cache)
-    second = pack(entries(b"print('v2')\n"), PY_MANIFEST, tmp_path / "v2.xz", cache=cache)
-    assert [(layer.name, layer.cached) for layer in first] == [("runtime", False), ("app", False)]
-    assert [(layer.name, layer.cached) for layer in second] == [("runtime", True), ("app", False)]
-    assert first[0].sha256 == second[0].sha256 and first[1].sha256 != second[1].sha256
+    kw = dict(app_runtime=[STDLIB_ZIP], cache=cache)
+    first = pack(entries(), PY_MANIFEST, tmp_path / "v1.xz", **kw)
+    second = pack(entries(b"print('v2')\n"), PY_MANIFEST, tmp_path / "v2.xz", **kw)
+    assert [(layer.name, layer.cached) for layer in first] == \
+        [("system", False), ("runtime", False), ("app", False)]
+    assert [(layer.name, layer.cached) for layer in second] == \
+        [("system", True), ("runtime", True), ("app", False)]
+    assert first[1].sha256 == second[1].sha256 and first[2].sha256 != second[2].sha256
+    # another app on the same stack (other dependencies) shares the system layer only
+    third = pack(entries(stdlib=b"PK other zip"), PY_MANIFEST, tmp_path / "v3.xz", **kw)
+    assert [(layer.name, layer.cached) for layer in third] == \
+        [("system", True), ("runtime", False), ("app", False)]
     # what the cache hands back is byte for byte what a build without it writes
-    fresh = pack(entries(b"print('v2')\n"), PY_MANIFEST, tmp_path / "fresh.xz", cache=None)
+    fresh = pack(entries(b"print('v2')\n"), PY_MANIFEST, tmp_path / "fresh.xz",
+                 app_runtime=[STDLIB_ZIP], cache=None)
     assert (tmp_path / "fresh.xz").read_bytes() == (tmp_path / "v2.xz").read_bytes()
     assert [layer.as_dict() for layer in fresh] == [layer.as_dict() for layer in second]
 
 
 def test_layers_are_concatenated_xz_streams_of_complete_archives(tmp_path):
-    layers = pack(entries(), PY_MANIFEST, tmp_path / "rootfs.cpio.xz")
+    layers = pack(entries(), PY_MANIFEST, tmp_path / "rootfs.cpio.xz", app_runtime=[STDLIB_ZIP])
     data = (tmp_path / "rootfs.cpio.xz").read_bytes()
     assert len(data) == sum(layer.size for layer in layers) and len(data) % 4 == 0
-    runtime_stream = data[:layers[0].size]
-    runtime = cpio.read_newc(lzma.decompress(runtime_stream, format=lzma.FORMAT_XZ))
-    assert {e.mtime for e in runtime} == {RUNTIME_LAYER_MTIME}
+    for layer, start in ((layers[0], 0), (layers[1], layers[0].size)):
+        shared = cpio.read_newc(lzma.decompress(data[start:start + layer.size],
+                                                format=lzma.FORMAT_XZ))
+        assert len(shared) == layer.entries and {e.mtime for e in shared} == {RUNTIME_LAYER_MTIME}
     everything = {e.path: e for e in cpio.read_newc(read_rootfs_bytes(tmp_path / "rootfs.cpio.xz"))}
     assert everything["app/app.py"].data == b"print('v1')\n"
     assert everything["app/app.py"].mtime == 1700000000

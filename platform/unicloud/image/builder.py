@@ -1,7 +1,7 @@
 """Build root + runtime manifest -> audited, reproducible VM image in the content-addressed store.
 
-closure (ELF deps, stdlib, app) -> rootfs entries -> audit (fails the build) -> two cpio layers
-(runtime, app), each its own xz stream, the runtime one cached by content -> SBOM ->
+closure (ELF deps, stdlib, app) -> rootfs entries -> audit (fails the build) -> three cpio layers
+(system, runtime, app), each its own xz stream, the first two cached by content -> SBOM ->
 manifest.json with a digest over everything -> ImageStore.put.
 Same root + manifest + kernel + init -> bit-identical rootfs and the same digest.
 """
@@ -175,7 +175,9 @@ def _build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_e
     staging = store.staging_dir()
     try:
         rootfs_path = staging / ROOTFS_FILE
-        layers = layers_mod.pack(entries, manifest, rootfs_path,
+        app_runtime = [*rootfs_mod.APP_RUNTIME_FILES,
+                       *((plan.zip_path, *plan.dynload) if plan is not None else ())]
+        layers = layers_mod.pack(entries, manifest, rootfs_path, app_runtime=app_runtime,
                                  cache=layers_mod.LayerCache(cache_dir / "layers"), log=log)
         uncompressed = sum(layer.raw_size for layer in layers)
         phase("pack")

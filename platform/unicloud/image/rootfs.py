@@ -26,6 +26,8 @@ ETC_NSSWITCH = "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
 # Kernel opens /dev/console before init runs; null/urandom are used before devtmpfs is mounted.
 DEVICE_NODES = (("dev/console", 5, 1, 0o600), ("dev/null", 1, 3, 0o666),
                 ("dev/urandom", 1, 9, 0o666))
+# Generated from the app's manifest: they go to the runtime layer, not the shared system one.
+APP_RUNTIME_FILES = ("/etc/unicloud/image-env", "/etc/unicloud/workdir")
 EMPTY_DIRS = {"proc": 0o555, "sys": 0o555, "dev": 0o755, "tmp": 0o1777}
 # Never copied from the app: VCS data, build caches, and the installer the image must not have.
 DEFAULT_EXCLUDES = ("/.git", "/.unicloud/cache", "/__pycache__")
