@@ -1,6 +1,7 @@
 """Real builds of every sample app in real (cached) stacks; the built root serves GET /."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -63,12 +64,23 @@ def test_sample_app_builds_and_serves_config(app, tmp_path):
     assert_no_mounts(tmp_path)
 
 
+def venv_files(venv) -> set[str]:
+    """Every path in a virtualenv, relative, without following symlinks (lib64 -> lib)."""
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(venv):
+        rel = os.path.relpath(dirpath, venv)
+        out.update(os.path.normpath(os.path.join(rel, n)) + ("/" if n in dirnames else "")
+                   for n in dirnames + filenames)
+    return out
+
+
 def test_second_python_build_reuses_the_cache(tmp_path):
     src = tmp_path / "src"
     shutil.copytree(APPS / "flask", src)
     cache = tmp_path / "cache"
     out, cold = build(src, tmp_path / "1", cache=cache)
-    out.close()
+    with out:
+        cold_venv = venv_files(out.root / "app/.venv")
     assert "Installing requirements with pip" in cold.text
 
     (src / "app.py").write_text((src / "app.py").read_text().replace("from flask!", "from flask, again!"))
@@ -78,6 +90,10 @@ def test_second_python_build_reuses_the_cache(tmp_path):
         assert "Installing requirements with pip" not in warm.text
         assert "from flask, again!" in (out.root / "app/app.py").read_text()
         assert "from flask, again!" in fetch_from_web_process(out, {})
+        # Restored without pip (never shipped, nothing installs after a restore), all else as built.
+        pip = "lib/python3.11/site-packages/pip/"
+        assert venv_files(out.root / "app/.venv") == {p for p in cold_venv if not p.startswith(pip)}
+        assert any(p.startswith(pip) for p in cold_venv)
 
     (src / "requirements.txt").write_text((src / "requirements.txt").read_text() + "itsdangerous\n")
     out, changed = build(src, tmp_path / "3", cache=cache)
