@@ -55,6 +55,7 @@ def read_request(conn: socket.socket) -> None:
 
 
 def test_a_connection_held_before_the_guest_is_up_does_not_delay_the_check():
+    """Refused (QEMU not started), then held (guest network down), then answered."""
     held: list[socket.socket] = []
     guest_up = threading.Event()
 
@@ -68,9 +69,10 @@ def test_a_connection_held_before_the_guest_is_up_does_not_delay_the_check():
         conn.sendall(OK)
         conn.close()
 
-    server = Server(handle)
+    server = Server(handle, listen=False)  # bound, not listening: connections are refused
     try:
         spec = HealthSpec(checks=(Check(timeout=30),), deadline=60)
+        threading.Timer(0.5, server.listen).start()
         res = run_until_deadline("127.0.0.1", server.port, spec, time.monotonic(), threading.Event())
         assert res.ok, res.detail
         # The first attempt is still waiting on its held connection: the check did not wait for it.
@@ -86,10 +88,17 @@ def test_a_connection_held_before_the_guest_is_up_does_not_delay_the_check():
 
 
 def test_a_slow_app_gets_one_request_at_a_time():
+    """Closed at once (guest up, app not listening yet), then slow answers."""
     lock = threading.Lock()
-    state = {"now": 0, "max": 0, "served": 0}
+    state = {"now": 0, "max": 0, "served": 0, "closed": 0}
 
     def handle(conn):
+        with lock:
+            state["closed"] += 1
+            early = state["closed"] <= 3
+        if early:
+            conn.close()
+            return
         read_request(conn)
         with lock:
             state["now"] += 1
@@ -101,15 +110,13 @@ def test_a_slow_app_gets_one_request_at_a_time():
         conn.sendall(OK)
         conn.close()
 
-    server = Server(handle, listen=False)  # bound, not listening: connections are refused
+    server = Server(handle)
     cancel = threading.Event()
     result = {}
     checker = threading.Thread(target=lambda: result.update(res=run_until_deadline(
         "127.0.0.1", server.port, HealthSpec(checks=(Check(timeout=10),), deadline=60), time.monotonic(), cancel)))
     checker.start()
     try:
-        time.sleep(0.5)  # some attempts are refused: the "guest" is reachable, the app is not listening
-        server.listen()
         checker.join(30)
         assert result["res"].ok, result["res"].detail
         assert state["max"] == 1

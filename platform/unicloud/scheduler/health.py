@@ -197,7 +197,11 @@ def probe(host: str, port: int, check: Check) -> tuple[bool, bool, str]:
 
 
 def _probe(host: str, port: int, check: Check) -> tuple[bool, bool, str, bool]:
-    """`probe`, plus whether the attempt ran into its timeout without any answer."""
+    """`probe`, plus whether the connection reached whoever listens behind the port.
+
+    Under QEMU's user-mode network a refused connection means QEMU is not listening yet, and a
+    timeout may mean the guest's network is not up; an answer, a reset or an early close come
+    from the guest itself."""
     conn = http.client.HTTPConnection(host, port, timeout=check.timeout)
     try:
         conn.request("GET", check.path, headers={"User-Agent": "unicloud-healthcheck", "Connection": "close"})
@@ -205,15 +209,16 @@ def _probe(host: str, port: int, check: Check) -> tuple[bool, bool, str, bool]:
         body = resp.read(64 * 1024).decode("utf-8", errors="replace")
     except (OSError, http.client.HTTPException) as exc:
         detail = f"{check.describe()}: {type(exc).__name__}: {exc}".rstrip(": ")
-        return False, False, detail, isinstance(exc, TimeoutError)
+        reached = isinstance(exc, (ConnectionResetError, BrokenPipeError, http.client.HTTPException))
+        return False, False, detail, reached
     finally:
         conn.close()
     snippet = body.strip().replace("\n", " ")[:200]
     if resp.status >= 500:
-        return False, True, f"{check.describe()}: HTTP {resp.status}: {snippet}", False
+        return False, True, f"{check.describe()}: HTTP {resp.status}: {snippet}", True
     if check.content is not None and check.content not in body:
-        return False, True, f"{check.describe()}: HTTP {resp.status}, expected content not found in: {snippet!r}", False
-    return True, True, f"{check.describe()}: HTTP {resp.status}", False
+        return False, True, f"{check.describe()}: HTTP {resp.status}, expected content not found in: {snippet!r}", True
+    return True, True, f"{check.describe()}: HTTP {resp.status}", True
 
 
 @dataclass
@@ -230,9 +235,9 @@ class _Attempt:
     results: list[tuple[bool, bool, str, bool]]
 
     @property
-    def hung(self) -> bool:
-        """Nothing came back before the timeout: the guest may not have been reachable yet."""
-        return any(timed_out for _, _, _, timed_out in self.results)
+    def reached(self) -> bool:
+        """Some check got through to the guest (answered, reset or closed)."""
+        return any(reached for _, _, _, reached in self.results)
 
 
 def _attempt(started: float, host: str, port: int, checks: tuple[Check, ...], out: queue.SimpleQueue) -> None:
@@ -245,8 +250,8 @@ def run_until_deadline(host: str, port: int, spec: HealthSpec, started: float, c
     QEMU's user-mode network accepts a connection before the guest's network is up and then
     holds it, unanswered, until the attempt times out. Waiting for such an attempt would notice
     an app that started listening meanwhile only `timeout` seconds later, so until some attempt
-    has reached the guest (refused, reset or answered), a new attempt starts every
-    BOOT_RETRY_EVERY seconds beside the hanging ones. After that attempts run one at a time,
+    has reached the guest (answered, reset or closed; a refusal only means QEMU is not listening
+    yet), a new attempt starts every BOOT_RETRY_EVERY seconds beside the hanging ones. After that attempts run one at a time,
     RETRY_EVERY apart, so an app that is slow to answer is not sent a pile of requests. Every
     attempt keeps its full timeout; the first complete pass wins.
     """
@@ -285,7 +290,7 @@ def run_until_deadline(host: str, port: int, spec: HealthSpec, started: float, c
         if not failed:
             return Result(True, "; ".join(d for _, _, d, _ in att.results), time.monotonic() - started, attempts)
         detail = failed[0][1]
-        if not att.hung:
+        if att.reached:
             reached_at = max(reached_at or att.started, att.started)
             next_at = min(next_at, time.monotonic() + RETRY_EVERY)
         if any(answered for answered, _ in failed):
