@@ -90,7 +90,8 @@ def _image_dir(image, store) -> Path:
 def boot(image: BuiltImage, host_port: int, workdir: Path, *, memory_mb: int | None = None) -> Proc:
     """Start the image in the foreground with the product's QEMU command line."""
     from unicloud.hypervisor.accel import probe_accelerator
-    from unicloud.hypervisor.bootconfig import assemble_initrd, build_boot_config
+    from unicloud.hypervisor.bootconfig import build_boot_config
+    from unicloud.hypervisor.initrd import assemble as assemble_initrd
     from unicloud.hypervisor.qemu import GUEST_PORT, QemuSpec, build_argv
 
     env = dict(image.runtime.get("env") or {})

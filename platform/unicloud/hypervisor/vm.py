@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from unicloud.hypervisor.accel import Accel, probe_accelerator
-from unicloud.hypervisor.bootconfig import assemble_initrd, build_boot_config
+from unicloud.hypervisor.bootconfig import build_boot_config
+from unicloud.hypervisor.initrd import assemble as assemble_initrd
 from unicloud.hypervisor.isolation import Isolation, ensure_isolation
 from unicloud.hypervisor.qemu import GUEST_PORT, QemuSpec, build_argv
 from unicloud.hypervisor.qmp import QMPError, qmp_command

@@ -32,6 +32,15 @@ class ContentCache:
             return None
         return data
 
+    def file(self, key: str) -> Path | None:
+        """The blob's path, for callers that copy or stream it, or None."""
+        path = self._path(key)
+        try:
+            os.utime(path)
+        except OSError:
+            return None
+        return path
+
     def put(self, key: str, data: bytes, *, trim: bool = True) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
