@@ -3,7 +3,8 @@ driven by `git push` over SSH and the CLI, beside the floor for each: the same a
 by `git push file://` and a plain restart of a native process.
 
 Sequence on the platform (one round each; a deploy takes minutes under TCG):
-  1. cold push of a new app (empty build cache) → time until the router serves it;
+  1. cold push of a new app (empty build cache, empty image caches: no compressed layer, module
+     parse, bytecode or unpacked rootfs from earlier builds) → time until the router serves it;
   2. app-only change (new greeting) pushed under load → time to live, failed requests;
   3. rollback to v1 while v1's old instances are still warm, under load;
   4. after the warm window has passed, rollback to v2 (a boot of the stored image), under load.
@@ -158,6 +159,16 @@ def _live_under_load(p, out: dict, key: str, load_key: str, label: str, needle: 
     log(f"{label}: {out[key]:.1f} s; {out[f'{load_key}_load']}")
 
 
+def _empty_image_caches() -> None:
+    """A new app's first push as on a machine that never built an image: the image builder's
+    and the hosts' caches (kernels and build stacks stay: those are per machine, not per app)."""
+    from unicloud.config import Settings
+
+    cache = Settings.from_env().cache_dir
+    for sub in ("layers", "stdlib", "initrd"):
+        shutil.rmtree(cache / sub, ignore_errors=True)
+
+
 def _platform_side(root: Path) -> dict:
     from bench.platform_run import Platform, checkout
 
@@ -168,6 +179,7 @@ def _platform_side(root: Path) -> dict:
     try:
         repo = checkout(p, APP_SOURCE, root / "hello")
         p.cli("create", APP, cwd=repo)
+        _empty_image_caches()
         t0 = time.monotonic()
         p.git("push", "unicloud", "main", cwd=repo)
         out["cold"] = _wait_body(p, GREETING_V1, t0)
@@ -191,7 +203,7 @@ def _results(base: dict, uni: dict) -> list[Result]:
     err = uni.get("error")
     note_cold = "git push over SSH → build → image → boot → router serves the new body"
     rows = [
-        (M_COLD, "s", "cold", B_PUSH, "cold", note_cold + "; empty build cache"),
+        (M_COLD, "s", "cold", B_PUSH, "cold", note_cold + "; empty build cache and image caches"),
         (M_CHANGE, "s", "change", B_PUSH, "change", "greeting changed in app.py; warm build cache"),
         (M_RB_WARM, "s", "rb_warm", B_RESTART, "rollback",
          "`unicloud rollback v1` right after deploying v2 (v1 instances still warm)"),
