@@ -97,7 +97,7 @@ def build_image(root: Path, manifest: dict, *, store: ImageStore, source_date_ep
                 flavour: str = "microvm", log=print, kernel: Path | None = None,
                 init: Path | None = None, cache_dir: Path | None = None) -> ImageRecord:
     """Build and store the image; `kernel`/`init` override the cached builds (tests, tools).
-    `cache_dir` (default: the machine's cache) keeps compressed runtime layers, module parses
+    `cache_dir` (default: the machine's cache) keeps compressed system and runtime layers, parses
     and bytecode between builds; none of it changes a byte of the image.
 
     Raises ImageAuditError for policy violations, ImageBuildError for everything else."""
