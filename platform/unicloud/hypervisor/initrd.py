@@ -11,13 +11,13 @@ kernel frees the initrd once it is unpacked; only the boot peak needs the room
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from unicloud.config import Settings
 from unicloud.hypervisor.bootconfig import assemble_initrd
 from unicloud.image.compression import XZ_MAGIC, read_rootfs_bytes
 from unicloud.image.contentcache import ContentCache
+from unicloud.image.store import file_sha256
 
 CACHE_BUDGET_BYTES = 1 << 30
 
@@ -27,14 +27,6 @@ def unpacked_cache(root: Path | None = None) -> ContentCache:
     return ContentCache(root, suffix=".cpio", budget=CACHE_BUDGET_BYTES)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def unpacked_rootfs(rootfs: Path, cache: ContentCache) -> Path:
     """`rootfs` as uncompressed, concatenated cpio archives (a rootfs that is not xz is used
     as it is: the kernel reads it either way)."""
@@ -42,7 +34,7 @@ def unpacked_rootfs(rootfs: Path, cache: ContentCache) -> Path:
     with open(rootfs, "rb") as f:
         if f.read(len(XZ_MAGIC)) != XZ_MAGIC:
             return rootfs
-    key = _sha256(rootfs)
+    key = file_sha256(rootfs)
     cached = cache.file(key)
     if cached is None:
         cache.put(key, read_rootfs_bytes(rootfs))
