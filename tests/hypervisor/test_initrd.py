@@ -52,3 +52,10 @@ def test_a_rootfs_that_is_not_xz_is_used_as_it_is(tmp_path):
     plain = tmp_path / "rootfs.cpio"
     plain.write_bytes(archive(("init", b"x")))
     assert unpacked_rootfs(plain, unpacked_cache(tmp_path / "cache")) == plain
+
+
+def test_a_rootfs_larger_than_the_cache_boots_compressed(layered_rootfs, tmp_path):
+    path, _ = layered_rootfs
+    tiny = unpacked_cache(tmp_path / "cache")
+    tiny.budget = 10
+    assert unpacked_rootfs(path, tiny) == path

@@ -39,7 +39,8 @@ def unpacked_rootfs(rootfs: Path, cache: ContentCache) -> Path:
     if cached is None:
         cache.put(key, read_rootfs_bytes(rootfs))
         cached = cache.file(key)
-    return cached
+    # larger than the whole cache (it was trimmed at once): let the guest kernel decode it
+    return cached if cached is not None else rootfs
 
 
 def assemble(rootfs: Path, bootcfg_cpio: bytes, dest: Path, *,
