@@ -12,60 +12,55 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from unicloud.image.contentcache import ContentCache
 from unicloud.image.probe import run_probe
 from unicloud.image.rootpath import host_path, resolve
+from unicloud.image.store import file_sha256
 
 PYC_BUDGET_BYTES = 256 << 20
 PARSE_FORMAT = 2  # the shape of stdlib_probe.import_edges' answer
 MAX_PARSES = 50_000  # per interpreter; a parse is ~100 bytes of JSON
+META_BUDGET_BYTES = 64 << 20
 
 
 def interpreter_key(root: Path, interpreter: str) -> str:
     """The interpreter binary's hash: its grammar and bytecode format come with it."""
-    real = host_path(root, resolve(root, interpreter).path)
-    h = hashlib.sha256()
-    with open(real, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(host_path(root, resolve(root, interpreter).path))
 
 
 class StdlibCache:
     def __init__(self, cache_dir: Path | None, root: Path, interpreter: str):
         self.root, self.interpreter = root, interpreter
-        self.dir = Path(cache_dir) / "stdlib" if cache_dir is not None else None
-        self.key = interpreter_key(root, interpreter) if self.dir is not None else ""
-        self.pycs = ContentCache(self.dir / "pyc", suffix=".pyc", budget=PYC_BUDGET_BYTES) \
-            if self.dir is not None else None
+        enabled = cache_dir is not None
+        self.key = interpreter_key(root, interpreter) if enabled else ""
+        base = Path(cache_dir) / "stdlib" if enabled else None
+        self.pycs = ContentCache(base / "pyc", suffix=".pyc", budget=PYC_BUDGET_BYTES) \
+            if enabled else None
+        # per interpreter: the parses (one JSON document) and the bytecode cache tag
+        self.meta = ContentCache(base / "meta", suffix=".bin", budget=META_BUDGET_BYTES) \
+            if enabled else None
+
+    def _meta_key(self, what: str) -> str:
+        return hashlib.sha256(f"{what}\0{self.key}".encode()).hexdigest()
 
     # ---- import edges, as the scan probe parses them
-    def _parses_file(self) -> Path:
-        return self.dir / f"parses-v{PARSE_FORMAT}-{self.key[:32]}.json"
-
     def known_parses(self) -> dict:
-        if self.dir is None:
-            return {}
+        data = self.meta.get(self._meta_key(f"parses-v{PARSE_FORMAT}")) if self.meta else None
         try:
-            return json.loads(self._parses_file().read_text())
-        except (OSError, ValueError):
+            return json.loads(data) if data else {}
+        except ValueError:
             return {}
 
     def remember_parses(self, known: dict, parsed: dict) -> None:
-        if self.dir is None or not parsed:
+        if self.meta is None or not parsed:
             return
         merged = {**known, **parsed}
         if len(merged) > MAX_PARSES:
             merged = dict(list(merged.items())[-MAX_PARSES:])
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.dir)
-        with os.fdopen(fd, "w") as f:
-            json.dump(merged, f, separators=(",", ":"))
-        os.replace(tmp, self._parses_file())
+        self.meta.put(self._meta_key(f"parses-v{PARSE_FORMAT}"),
+                      json.dumps(merged, separators=(",", ":")).encode())
 
     # ---- bytecode
     def compile(self, pairs: list[tuple[str, str]], optimize: int = 0
@@ -108,17 +103,9 @@ class StdlibCache:
                 self._remember_tag(tag)
         return out, failed, tag
 
-    def _tag_file(self) -> Path:
-        return self.dir / f"cache-tag-{self.key[:32]}"
-
     def _cached_tag(self) -> str | None:
-        if self.dir is None:
-            return None
-        try:
-            return self._tag_file().read_text().strip() or None
-        except OSError:
-            return None
+        data = self.meta.get(self._meta_key("cache-tag")) if self.meta else None
+        return (data.decode().strip() or None) if data else None
 
     def _remember_tag(self, tag: str) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._tag_file().write_text(tag + "\n")
+        self.meta.put(self._meta_key("cache-tag"), tag.encode())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 
 from fastapi import APIRouter, Depends, Request
@@ -17,7 +16,7 @@ from unicloud.config import Settings
 from unicloud.db.models import App, Release
 from unicloud.services import NotFound, ServiceError, builds as build_service, releases as release_service
 from unicloud.db.session import session_scope
-from unicloud.image.store import IMAGE_FILES
+from unicloud.image.store import IMAGE_FILES, file_sha256
 from unicloud.services.apps import get_app
 from unicloud.services.instances import list_instances
 
@@ -135,9 +134,5 @@ def image_file(version: str, filename: str, app: App = Depends(member_app), sess
     path = image_dir(settings, release) / filename
     if not path.is_file():
         raise NotFound(f"the image of v{release.version} has no {filename}")
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
     return FileResponse(path, filename=filename, media_type="application/octet-stream",
-                        headers={"X-Content-SHA256": digest.hexdigest()})
+                        headers={"X-Content-SHA256": file_sha256(path)})
