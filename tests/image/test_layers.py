@@ -9,7 +9,7 @@ import pytest
 from unicloud.image import cpio
 from unicloud.image.compression import (MAX_DICT, MIN_DICT, CompressionError, decompress,
                                         dict_size, read_rootfs_bytes)
-from unicloud.image.layers import RUNTIME_LAYER_MTIME, LayerCache, pack, split
+from unicloud.image.layers import RUNTIME_LAYER_MTIME, LayerCache, pack, read_layer, split
 
 PY_MANIFEST = {"workdir": "/app", "site_packages": ["/app/.venv/lib/python3.11/site-packages"]}
 
@@ -110,3 +110,15 @@ def test_a_format_1_rootfs_gets_a_clear_error():
         decompress(b"\x28\xb5\x2f\xfd" + b"\0" * 20, name="rootfs.cpio.zst")
     with pytest.raises(CompressionError, match="corrupt"):
         decompress(b"\xfd7zXZ\x00" + b"\0" * 30)
+
+
+def test_one_layer_reads_back_alone(tmp_path):
+    import json
+
+    layers = pack(entries(), PY_MANIFEST, tmp_path / "rootfs.cpio.xz", app_runtime=[STDLIB_ZIP])
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"rootfs": {"layers": [layer.as_dict() for layer in layers]}}))
+    runtime = cpio.read_newc(read_layer(tmp_path, "runtime"))
+    assert [e.path for e in runtime] == sorted(names(split(entries(), PY_MANIFEST,
+                                                           [STDLIB_ZIP])["runtime"]))
+    assert read_layer(tmp_path, "nonesuch") is None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import os
 import posixpath
 import time
@@ -23,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unicloud.image import cpio
-from unicloud.image.compression import compress_layer, encoder_fingerprint
+from unicloud.image.compression import compress_layer, decompress, encoder_fingerprint
 from unicloud.image.contentcache import ContentCache
+from unicloud.image.store import ROOTFS_FILE
 
 CACHE_BUDGET_BYTES = 512 << 20  # compressed system and runtime layers kept per machine
 # The system and runtime layers' files carry a fixed time instead of the commit's, or every
@@ -168,3 +170,22 @@ def pack(entries: list[cpio.CpioEntry], manifest: dict, out: Path, *,
         for name in raws:
             f.write(compressed[name])  # xz streams are multiples of 4 bytes: the next starts aligned
     return layers
+
+
+def read_layer(image_dir: Path, name: str) -> bytes | None:
+    """One layer's archive, decompressed alone from its offset in the rootfs, or None when the
+    image's manifest lists no such layer (or the file is shorter than the manifest says)."""
+    try:
+        layers = json.loads((Path(image_dir) / "manifest.json").read_text())["rootfs"]["layers"]
+        names = [layer["name"] for layer in layers]
+        i = names.index(name)
+        offset, size = sum(int(layer["size"]) for layer in layers[:i]), int(layers[i]["size"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    rootfs = Path(image_dir) / ROOTFS_FILE
+    with open(rootfs, "rb") as f:
+        f.seek(offset)
+        blob = f.read(size)
+    if len(blob) != size:
+        return None
+    return decompress(blob, name=f"{rootfs} ({name} layer)")

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from unicloud.image import cpio
-from unicloud.image.compression import CompressionError, decompress, read_rootfs_bytes
+from unicloud.image.compression import CompressionError, read_rootfs_bytes
+from unicloud.image.layers import read_layer
 from unicloud.image.store import ROOTFS_FILE
 
 DEFAULT_DEADLINE = float(os.environ.get("UNICLOUD_HEALTH_TIMEOUT", "60"))
@@ -153,8 +154,10 @@ def declared_files(image_dir: str, workdir: str = "/app") -> dict[str, bytes]:
     rootfs = Path(image_dir) / ROOTFS_FILE
     if not rootfs.is_file():
         return {}
+    # `app.json` and `CHECKS` sit at the top of the app directory, which is always in the app
+    # layer: decompressing only it saves ~0.4 s of CPU while the new VM boots
     try:
-        data = _app_layer(Path(image_dir), rootfs)
+        data = read_layer(Path(image_dir), "app")
         if data is None:
             data = read_rootfs_bytes(rootfs)
     except CompressionError:
@@ -167,28 +170,6 @@ def declared_files(image_dir: str, workdir: str = "/app") -> dict[str, bytes]:
         if name and entry.is_file:
             found[name] = entry.data
     return found
-
-
-def _app_layer(image_dir: Path, rootfs: Path) -> bytes | None:
-    """Only the last layer of a layered rootfs when it is the "app" layer, else None.
-
-    `app.json` and `CHECKS` sit at the top of the app directory, which the image builder always
-    puts in the app layer (only virtualenvs under it go to the runtime layer). Decompressing the
-    whole rootfs instead costs ~0.4 s of CPU, spent while the new VM boots."""
-    try:
-        layers = json.loads((image_dir / "manifest.json").read_text())["rootfs"]["layers"]
-        last = layers[-1]
-        if last.get("name") != "app":
-            return None
-        offset, size = sum(int(layer["size"]) for layer in layers[:-1]), int(last["size"])
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return None
-    with open(rootfs, "rb") as f:
-        f.seek(offset)
-        blob = f.read(size)
-    if len(blob) != size:
-        return None
-    return decompress(blob, name=f"{rootfs} (app layer)")
 
 
 def probe(host: str, port: int, check: Check) -> tuple[bool, bool, str]:
